@@ -1,0 +1,152 @@
+"""The experiment config: a typed schema (OmegaConf structured config), YAML files and dotted overrides.
+
+The schema's defaults ARE the default experiment (`python -m opspec.train` with no arguments);
+`configs/darcy_fno.yaml` spells the same values out. Unknown keys and values of the wrong type
+are refused with a one-line error naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from opspec.errors import OpspecError
+
+
+@dataclass
+class DataConfig:
+    problem: str = "darcy"
+    path: str = "datasets/darcy_s129_n500.h5"
+    generate: bool = True  # generate the file with the settings below when it is missing
+    grid_resolution: int = 129  # the stored grid when generating
+    n_train: int = 500
+    n_test: int = 100
+    seed: int = 0  # the generator's seed (independent of the training seed)
+    train_resolution: int = 33
+    eval_resolutions: list[int] = field(default_factory=lambda: [33, 65, 129])
+    in_memory: bool = True
+
+
+@dataclass
+class ModelConfig:
+    name: str = "fno"
+    n_modes: list[int] = field(default_factory=lambda: [12, 12])
+    hidden_channels: int = 32
+    n_layers: int = 4
+    lifting_channel_ratio: int = 2
+    projection_channel_ratio: int = 2
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adamw"
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 40
+    batch_size: int = 20
+    scheduler: str = "cosine"  # cosine (per epoch, to zero) | step | none
+    step_size: int = 100  # epochs between halvings for scheduler=step
+    gamma: float = 0.5
+    eval_batch_size: int = 50
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    seed: int = 0
+    run_name: str = "darcy_fno"
+    out_dir: str = "checkpoints"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+CHOICES = {
+    "data.problem": ("darcy",),
+    "model.name": ("fno",),
+    "optimizer.name": ("adamw",),
+    "train.scheduler": ("cosine", "step", "none"),
+}
+
+
+def _config_error(err: OmegaConfBaseException, where: str) -> OpspecError:
+    key = getattr(err, "full_key", None)
+    first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    name = type(err).__name__
+    if name == "ConfigKeyError" or "not in struct" in first:
+        return OpspecError(f"{where}: unknown config key {key!r}")
+    return OpspecError(f"{where}: key {key!r}: {first}")
+
+
+def _validate(cfg: DictConfig, where: str) -> None:
+    for key, allowed in CHOICES.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise OpspecError(f"{where}: {key}={value!r}, expected one of {list(allowed)}")
+    positive = ["train.epochs", "train.batch_size", "train.eval_batch_size", "data.n_train", "data.n_test",
+                "data.grid_resolution", "data.train_resolution", "model.hidden_channels", "model.n_layers"]
+    for key in positive:
+        if OmegaConf.select(cfg, key) < 1:
+            raise OpspecError(f"{where}: {key}={OmegaConf.select(cfg, key)}, expected a positive integer")
+    if cfg.optimizer.lr <= 0:
+        raise OpspecError(f"{where}: optimizer.lr={cfg.optimizer.lr}, expected a positive number")
+    if not cfg.data.eval_resolutions:
+        raise OpspecError(f"{where}: data.eval_resolutions is empty, expected at least one resolution")
+
+
+def load_config(
+    path: str | os.PathLike | None = None,
+    overrides: Sequence[str] = (),
+    base: DictConfig | dict[str, Any] | None = None,
+) -> DictConfig:
+    """Schema defaults ← `base` (e.g. a checkpoint's config) ← YAML file ← dotted `key=value` overrides."""
+    cfg = OmegaConf.structured(Config)
+    where = "config"
+    try:
+        if base is not None:
+            cfg = OmegaConf.merge(cfg, base)
+        if path is not None:
+            where = str(path)
+            if not Path(path).is_file():
+                raise OpspecError(f"{path}: no such config file")
+            try:
+                loaded = OmegaConf.load(path)
+            except Exception as err:  # YAML syntax errors come from the YAML library
+                raise OpspecError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+            if not isinstance(loaded, DictConfig):
+                raise OpspecError(f"{path}: expected a mapping of config sections, got a list")
+            cfg = OmegaConf.merge(cfg, loaded)
+        for item in overrides:
+            where = f"override {item!r}"
+            if "=" not in item:
+                raise OpspecError(f"override {item!r}: expected key=value, e.g. train.epochs=10")
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+    except OmegaConfBaseException as err:
+        raise _config_error(err, where) from None
+    _validate(cfg, where)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
+
+
+def to_container(cfg: DictConfig) -> dict[str, Any]:
+    """A plain dict of the config (for checkpoints and JSON)."""
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+

@@ -1,0 +1,156 @@
+"""`python -m opspec.evaluate CHECKPOINT`: relative L2 of a trained model at any resolution of a data file.
+
+Prints mean and median relative L2 per resolution, writes them as JSON (keyed by resolution) and
+saves a PNG of input / truth / prediction / error for a few test samples.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from opspec.checkpoint import load_checkpoint
+from opspec.config import load_config
+from opspec.data import CanonicalFile, OperatorDataset, UnitGaussianNormalizer
+from opspec.errors import OpspecError, cli_main
+from opspec.metrics import relative_l2
+from opspec.models import NormalizedOperator, build_model
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> NormalizedOperator:
+    """Rebuild the normalized model a checkpoint holds, from its own config and shapes."""
+    cfg = load_config(base=payload["config"])
+    meta = payload["meta"]
+    net = NormalizedOperator(
+        build_model(cfg.model, meta["in_channels"], meta["out_channels"]),
+        UnitGaussianNormalizer(meta["in_channels"], meta["n_space"]),
+        UnitGaussianNormalizer(meta["out_channels"], meta["n_space"]),
+    )
+    missing, unexpected = net.load_state_dict(payload["model"], strict=False)
+    if missing or unexpected:
+        raise OpspecError(
+            f"{payload['path']}: weights do not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return net
+
+
+@torch.no_grad()
+def evaluate_model(
+    net: torch.nn.Module,
+    file: CanonicalFile,
+    resolutions: Sequence[int],
+    batch_size: int = 50,
+    device: torch.device | str = "cpu",
+    split: str = "test",
+) -> dict[int, dict[str, Any]]:
+    """Per-sample relative L2 on a split at each resolution: mean, median and the per-sample values."""
+    net.eval()
+    results: dict[int, dict[str, Any]] = {}
+    for resolution in resolutions:
+        data = OperatorDataset(file, split, resolution)
+        errors: list[float] = []
+        for start in range(0, len(data), batch_size):
+            a, u = data[torch.arange(start, min(start + batch_size, len(data)))]
+            pred = net(a.to(device))
+            errors += relative_l2(pred.float(), u.to(device)).cpu().tolist()
+        results[int(resolution)] = {
+            "rel_l2_mean": statistics.fmean(errors),
+            "rel_l2_median": statistics.median(errors),
+            "n_samples": len(errors),
+            "per_sample": errors,
+        }
+    return results
+
+
+def format_table(results: dict[int, dict[str, Any]], train_resolution: int | None = None) -> str:
+    """A plain-text table: resolution, mean and median relative L2."""
+    lines = [f"{'resolution':>12}  {'rel L2 mean':>12}  {'rel L2 median':>13}  {'samples':>7}"]
+    for resolution, r in results.items():
+        tag = f"{resolution} (train)" if resolution == train_resolution else str(resolution)
+        lines.append(f"{tag:>12}  {r['rel_l2_mean']:>12.5f}  {r['rel_l2_median']:>13.5f}  {r['n_samples']:>7}")
+    return "\n".join(lines)
+
+
+def summary_json(results: dict[int, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The JSON written to disk: {resolution: {rel_l2_mean, rel_l2_median, n_samples}}."""
+    return {str(k): {key: v[key] for key in ("rel_l2_mean", "rel_l2_median", "n_samples")} for k, v in results.items()}
+
+
+@torch.no_grad()
+def plot_samples(
+    net: torch.nn.Module, file: CanonicalFile, resolution: int, out: str | os.PathLike, n_samples: int = 3
+) -> Path:
+    """PNG grid: one row per test sample, columns input a / true u / predicted u / |error|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    net.eval()
+    data = OperatorDataset(file, "test", resolution, in_memory=False)
+    n = min(n_samples, len(data))
+    a, u = data[list(range(n))]
+    pred = net(a)
+    fig, axes = plt.subplots(n, 4, figsize=(13, 3.1 * n), squeeze=False)
+    for i in range(n):
+        err = relative_l2(pred[i : i + 1], u[i : i + 1]).item()
+        panels = [(a[i, 0], "input a"), (u[i, 0], "truth u"), (pred[i, 0], "prediction"), ((pred[i, 0] - u[i, 0]).abs(), f"|error| (rel L2 {err:.4f})")]
+        for ax, (img, title) in zip(axes[i], panels):
+            img = img.numpy()
+            shown = ax.imshow(img.T, origin="lower", cmap="viridis", extent=(0, 1, 0, 1))
+            ax.set_title(f"sample {i}: {title}", fontsize=9)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            fig.colorbar(shown, ax=ax, fraction=0.046)
+    fig.suptitle(f"{file.path.name}, test split, resolution {resolution}")
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m opspec.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("checkpoint", help="a checkpoint file, or a run folder (its last.pt)")
+    parser.add_argument("--data", help="canonical data file (default: the one the run trained on)")
+    parser.add_argument("--resolutions", type=int, nargs="+", help="resolutions (default: the run's eval_resolutions)")
+    parser.add_argument("--json", help="where to write the results (default: eval.json beside the checkpoint)")
+    parser.add_argument("--plot", help="where to save the sample PNG (default: eval.png beside the checkpoint)")
+    parser.add_argument("--samples", type=int, default=3, help="test samples in the PNG")
+    parser.add_argument("--batch-size", type=int, default=50)
+    return parser.parse_args(argv)
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    payload = load_checkpoint(args.checkpoint)
+    net = model_from_checkpoint(payload)
+    cfg = load_config(base=payload["config"])
+    file = CanonicalFile(args.data or cfg.data.path)
+    resolutions = args.resolutions or list(cfg.data.eval_resolutions)
+    for r in resolutions:
+        file.stride(r)
+    results = evaluate_model(net, file, resolutions, batch_size=args.batch_size)
+    print(f"{payload['path']} (epoch {payload.get('epoch')}) on {file.path}, test split")
+    print(format_table(results, cfg.data.train_resolution))
+    folder = Path(payload["path"]).parent
+    json_path = Path(args.json) if args.json else folder / "eval.json"
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(summary_json(results), indent=2) + "\n")
+    plot = plot_samples(net, file, max(resolutions), args.plot or folder / "eval.png", args.samples)
+    print(f"wrote {json_path} and {plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,13 @@
+"""Models built from the config: FNO (neuraloperator's)."""
+
+from opspec.models.fno import build_fno
+from opspec.models.normalized import NormalizedOperator
+
+__all__ = ["NormalizedOperator", "build_fno", "build_model"]
+
+
+def build_model(cfg, in_channels: int, out_channels: int):
+    """The model named by `cfg.name` with the data's channel counts."""
+    if cfg.name == "fno":
+        return build_fno(cfg, in_channels, out_channels)
+    raise ValueError(f"model.name={cfg.name!r}: expected 'fno'")

@@ -1,0 +1,276 @@
+"""`python -m opspec.train`: data file → model → optimizer → checkpoints, then a table across resolutions.
+
+The only module that composes data, models and optimizers. Each epoch appends one JSON line to
+`metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the test error improves);
+`--resume` continues a run so that it ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm.auto import tqdm
+
+from opspec.checkpoint import CHECKPOINT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state, tensor_state_dict
+from opspec.config import load_config, to_container, to_yaml
+from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
+from opspec.data.generate import generate_dataset
+from opspec.errors import OpspecError, cli_main
+from opspec.evaluate import evaluate_model, format_table, summary_json
+from opspec.metrics import relative_l2
+from opspec.models import NormalizedOperator, build_model
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; anything else must be a device torch knows and has."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise OpspecError(f"train.device={name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise OpspecError(f"train.device={name!r}: CUDA is not available on this machine")
+    return device
+
+
+def ensure_data(cfg: DictConfig, progress: bool = True) -> CanonicalFile:
+    """Open the configured data file, generating it first (with progress) when it is missing."""
+    path = Path(cfg.data.path)
+    if not path.exists() and cfg.data.generate:
+        print(f"{path} is missing: generating {cfg.data.n_train}+{cfg.data.n_test} {cfg.data.problem} samples "
+              f"at {cfg.data.grid_resolution}^2 (seed {cfg.data.seed})", flush=True)
+        generate_dataset(
+            cfg.data.problem,
+            path,
+            resolution=cfg.data.grid_resolution,
+            n_train=cfg.data.n_train,
+            n_test=cfg.data.n_test,
+            seed=cfg.data.seed,
+            progress=progress,
+        )
+    return CanonicalFile(path)
+
+
+def build_optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
+    """AdamW from torch: it handles complex parameters (as real pairs), so it serves the FNO's spectral weights."""
+    return torch.optim.AdamW(
+        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.optim.lr_scheduler.LRScheduler:
+    """Per-epoch schedule: cosine to zero over the run, step halving, or constant."""
+    if cfg.scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+    if cfg.scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
+
+
+def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0):
+    """Shuffled batches for one epoch; the order depends only on (seed, epoch), so resuming replays it.
+
+    The dataset is indexed with a whole batch of indices at once (BatchSampler, batch_size=None),
+    so there is no per-sample collation.
+    """
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    sampler = torch.utils.data.BatchSampler(
+        torch.utils.data.RandomSampler(dataset, generator=generator), batch_size=batch_size, drop_last=False
+    )
+    return torch.utils.data.DataLoader(
+        dataset, sampler=sampler, batch_size=None, num_workers=num_workers, generator=generator
+    )
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def new_run_dir(out_dir: str, run_name: str) -> Path:
+    """checkpoints/<run_name>, or <run_name>_2, _3 … if that one already holds a run (nothing is overwritten)."""
+    base = Path(out_dir) / run_name
+    candidate, k = base, 1
+    while (candidate / "last.pt").exists() or (candidate / "metrics.jsonl").exists():
+        k += 1
+        candidate = base.with_name(f"{run_name}_{k}")
+    return candidate
+
+
+EpochCallback = Callable[["Trainer", dict[str, Any]], None]
+
+
+class Trainer:
+    """One training run: builds everything from the config (or a checkpoint) and fits epoch by epoch."""
+
+    def __init__(
+        self,
+        cfg: DictConfig,
+        resume: dict[str, Any] | None = None,
+        run_dir: str | os.PathLike | None = None,
+        callbacks: Sequence[EpochCallback] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.callbacks = list(callbacks)
+        self.device = resolve_device(cfg.train.device)
+        self.file = ensure_data(cfg, progress=cfg.train.progress)
+        self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
+        self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
+        for r in cfg.data.eval_resolutions:
+            self.file.stride(r)
+        a0, u0 = self.train_data[0]
+        self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1}
+
+        seed_everything(cfg.seed)
+        model = build_model(cfg.model, self.meta["in_channels"], self.meta["out_channels"])
+        self.net = NormalizedOperator(model, fit_normalizer(self.train_data, "a"), fit_normalizer(self.train_data, "u"))
+        self.net.to(self.device)
+        self.optimizer = build_optimizer(self.net.model, cfg.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, cfg.train)
+        self.epoch = 0
+        self.best = math.inf
+        if resume is not None:
+            self.net.load_state_dict(resume["model"])
+            self.optimizer.load_state_dict(resume["optimizer"])
+            self.scheduler.load_state_dict(resume["scheduler"])
+            self.epoch = int(resume["epoch"])
+            self.best = float(resume["best"])
+            set_rng_state(resume["rng"])
+            self.run_dir = Path(resume["path"]).parent if run_dir is None else Path(run_dir)
+            self._truncate_metrics(self.epoch)
+        else:
+            self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.out_dir, cfg.run_name)
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "metrics.jsonl").write_text("")
+        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    def _truncate_metrics(self, epoch: int) -> None:
+        """Drop metric lines past the checkpoint's epoch (written before a crash, now replayed)."""
+        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
+        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
+        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, self.metrics_path)
+
+    def loss(self, a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """Mean relative L2 of the decoded prediction (the FNO paper's training loss)."""
+        return relative_l2(self.net(a), u).mean()
+
+    def train_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
+        self.net.train()
+        cfg = self.cfg
+        total, count = torch.zeros((), dtype=torch.float64), 0
+        start = time.perf_counter()
+        for a, u in epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers):
+            a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
+
+            def closure() -> torch.Tensor:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss = self.loss(a, u)
+                loss.backward()
+                return loss
+
+            loss = self.optimizer.step(closure)
+            total += loss.detach().double().cpu() * len(a)
+            count += len(a)
+            bar.update(1)
+        seconds = time.perf_counter() - start
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+        return {"train_loss": float(total) / count, "lr": lr, "epoch_seconds": seconds, "samples_per_second": count / seconds}
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "config": to_container(self.cfg),
+            "meta": self.meta,
+            "epoch": self.epoch,
+            "best": self.best,
+            "model": tensor_state_dict(self.net),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+        }
+
+    def fit(self) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        epochs = cfg.train.epochs
+        steps = math.ceil(len(self.train_data) / cfg.train.batch_size)
+        history = []
+        bar = tqdm(total=epochs * steps, initial=self.epoch * steps, desc="train", unit="step",
+                   disable=not cfg.train.progress, dynamic_ncols=True, leave=False)
+        with bar:
+            for epoch in range(self.epoch + 1, epochs + 1):
+                record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch, bar)}
+                test = evaluate_model(self.net, self.file, [cfg.data.train_resolution], cfg.train.eval_batch_size, self.device)
+                record["test_rel_l2"] = test[cfg.data.train_resolution]["rel_l2_mean"]
+                self.epoch = epoch
+                improved = record["test_rel_l2"] < self.best
+                self.best = min(self.best, record["test_rel_l2"])
+                with self.metrics_path.open("a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+                payload = self.checkpoint()
+                atomic_save(payload, self.run_dir / "last.pt")
+                if improved:
+                    atomic_save(payload, self.run_dir / "best.pt")
+                bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
+                tqdm.write(
+                    f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
+                    f"{record['test_rel_l2']:.5f}  lr {record['lr']:.2e}  {record['samples_per_second']:.0f} samples/s"
+                )
+                history.append(record)
+                for callback in self.callbacks:
+                    callback(self, record)
+        return history
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m opspec.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--config", help="YAML config (default: the built-in default experiment)")
+    parser.add_argument("--resume", help="a run folder or checkpoint to continue (its config, then overrides)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=10 optimizer.lr=1e-3")
+    return parser.parse_args(argv)
+
+
+@cli_main
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    resume = None
+    if args.resume:
+        resume = load_checkpoint(args.resume, prefer="last")
+        cfg = load_config(args.config, args.overrides, base=resume["config"])
+        print(f"resuming {resume['path']} after epoch {resume['epoch']}")
+    else:
+        cfg = load_config(args.config, args.overrides)
+    started = time.perf_counter()
+    trainer = Trainer(cfg, resume=resume)
+    print(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
+          f"at {cfg.data.train_resolution}^2, device {trainer.device})", flush=True)
+    trainer.fit()
+    results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size, trainer.device)
+    (trainer.run_dir / "eval.json").write_text(json.dumps(summary_json(results), indent=2) + "\n")
+    print(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
+    print(format_table(results, cfg.data.train_resolution))
+    print(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
