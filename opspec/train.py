@@ -30,6 +30,7 @@ from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
+from opspec.runtime import keep_freed_memory
 
 
 def resolve_device(name: str) -> torch.device:
@@ -126,6 +127,8 @@ class Trainer:
         self.cfg = cfg
         self.callbacks = list(callbacks)
         self.device = resolve_device(cfg.train.device)
+        if cfg.train.keep_freed_memory:
+            keep_freed_memory()
         self.file = ensure_data(cfg, progress=cfg.train.progress)
         self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
