@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import torch
 
 from opspec.errors import OpspecError
+from opspec.fileio import atomic_path
 
 CHECKPOINT_VERSION = 1
 
@@ -45,19 +45,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save to a temp file in the same folder, fsync, then rename: a crash leaves the old file whole."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
             torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return Path(path)
 
 
 def resolve_checkpoint(path: str | os.PathLike, prefer: str = "last") -> Path:

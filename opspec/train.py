@@ -30,6 +30,7 @@ from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
+from opspec.plots import plot_curves
 from opspec.runtime import keep_freed_memory
 
 
@@ -269,6 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     trainer.fit()
     results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size, trainer.device)
     (trainer.run_dir / "eval.json").write_text(json.dumps(summary_json(results), indent=2) + "\n")
+    plot_curves(trainer.metrics_path, trainer.run_dir / "curves.png")
     print(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
     print(format_table(results, cfg.data.train_resolution))
     print(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")

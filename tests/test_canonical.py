@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -9,6 +11,7 @@ import torch
 import xarray as xr
 
 from opspec.data import CanonicalFile, CanonicalWriter, OperatorDataset, fit_normalizer, write_canonical
+from opspec.data.__main__ import main as data_main
 from opspec.errors import OpspecError
 
 
@@ -139,3 +142,24 @@ def test_nan_in_data_is_reported_with_its_place(tmp_path):
     f.read("train", "a")  # the inputs are fine
     with pytest.raises(OpspecError, match=r"train/u contains NaN or inf \(first at sample 3\)"):
         OperatorDataset(f, "train")
+
+
+def test_finished_file_has_ordinary_permissions(tmp_path):
+    _write(tmp_path / "toy.h5")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (tmp_path / "toy.h5").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_data_cli_generate_and_info(tmp_path, capsys):
+    out = tmp_path / "d.h5"
+    args = ["generate", "darcy", "--resolution", "9", "--n-train", "3", "--n-test", "2", "--seed", "1", "--out", str(out)]
+    assert data_main(args) == 0
+    assert data_main(["info", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "(sample: 3, x: 9, y: 9)" in text and "problem: darcy" in text and "valid resolutions: [9, 5, 3, 2]" in text
+    assert data_main(args) == 2  # refuses to overwrite without --force
+    assert "already exists" in capsys.readouterr().err
+    first = CanonicalFile(out).read("train", "a")
+    assert data_main(args + ["--force"]) == 0
+    np.testing.assert_array_equal(CanonicalFile(out).read("train", "a"), first)  # same seed, same file

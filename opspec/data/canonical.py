@@ -10,7 +10,6 @@ Lower resolutions are strided subsamples of the stored grid.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -19,6 +18,7 @@ import h5py
 import numpy as np
 
 from opspec.errors import OpspecError
+from opspec.fileio import atomic_path
 
 FORMAT_NAME = "opspec-canonical"
 FORMAT_VERSION = 1
@@ -72,16 +72,12 @@ class CanonicalWriter:
             **dict(attrs or {}),
         }
         self._file: h5netcdf.File | None = None
-        self._tmp: Path | None = None
+        self._atomic = atomic_path(self.path)
         self._declared: dict[str, int] = {}
         self._written: dict[str, int] = {}
 
     def __enter__(self) -> "CanonicalWriter":
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
-        self._file = h5netcdf.File(self._tmp, "w")
+        self._file = h5netcdf.File(self._atomic.__enter__(), "w")
         for key, value in self.root_attrs.items():
             self._file.attrs[key] = _attr_value(key, value)
         return self
@@ -129,20 +125,16 @@ class CanonicalWriter:
         self._written[split] = stop
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._file is not None and self._tmp is not None
-        try:
-            self._file.close()
-            if exc_type is None:
-                short = {s: (self._written[s], n) for s, n in self._declared.items() if self._written[s] != n}
-                if short:
-                    raise ValueError(f"{self.path}: splits not fully written (written, declared): {short}")
-                missing = [s for s in SPLITS if s not in self._declared]
-                if missing:
-                    raise ValueError(f"{self.path}: splits {missing} were never declared")
-                os.replace(self._tmp, self.path)
-        finally:
-            if self._tmp.exists():
-                self._tmp.unlink()
+        assert self._file is not None
+        self._file.close()
+        if exc_type is None:
+            short = {s: (self._written[s], n) for s, n in self._declared.items() if self._written[s] != n}
+            missing = [s for s in SPLITS if s not in self._declared]
+            if short or missing:
+                exc = ValueError(f"{self.path}: splits not fully written (written, declared): {short}, never declared: {missing}")
+                self._atomic.__exit__(type(exc), exc, None)
+                raise exc
+        self._atomic.__exit__(exc_type, exc, tb)
 
 
 def _from_attr(value: Any) -> Any:

@@ -1,0 +1,31 @@
+"""Learning curves of a run, read from its metrics.jsonl."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """PNG of training loss and test relative L2 per epoch (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+    epochs = [r["epoch"] for r in records]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(epochs, [r["train_loss"] for r in records], label="train rel L2 (batch mean)")
+    ax.semilogy(epochs, [r["test_rel_l2"] for r in records], label="test rel L2 (train resolution)")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("relative L2")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    ax.set_title(Path(metrics).parent.name)
+    fig.tight_layout()
+    out = Path(out)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return out
