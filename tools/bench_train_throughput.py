@@ -8,7 +8,8 @@ that machine noise hits them alike, and each subprocess discards its first (warm
 
 Variants: `opspec` (opspec.train.Trainer as `python -m opspec.train` runs it), `neuralop`
 (neuraloperator's Trainer.train_one_epoch), and `neuralop+malloc` (neuraloperator's Trainer in a
-process given the same glibc allocator setting opspec's trainer applies, to show where a gain comes from).
+process given the same glibc allocator setting opspec's trainer applies, to show where a gain comes from),
+and `bare` (a plain loop over in-memory tensors: randperm, index, forward, loss, backward, step).
 
     python tools/bench_train_throughput.py --rounds 5 --epochs 3
 """
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import time
 
-VARIANTS = ("opspec", "neuralop", "neuralop+malloc")
+VARIANTS = ("opspec", "neuralop", "neuralop+malloc", "bare")
 
 
 def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
@@ -40,6 +41,28 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
 
         def epoch(k: int) -> None:
             trainer.train_epoch(k, tqdm(disable=True))
+
+    elif variant == "bare":
+        from opspec.data import OperatorDataset, fit_normalizer
+        from opspec.metrics import relative_l2
+        from opspec.models import NormalizedOperator, build_model
+
+        data = OperatorDataset(cfg.data.path, "train", cfg.data.train_resolution)
+        a, u = data[torch.arange(len(data))]
+        n = len(data)
+        seed_everything(cfg.seed)
+        net = NormalizedOperator(build_model(cfg.model, a.shape[1], u.shape[1]), fit_normalizer(data, "a"), fit_normalizer(data, "u"))
+        optimizer = build_optimizer(net.model, cfg.optimizer)
+        scheduler = build_scheduler(optimizer, cfg.train)
+
+        def epoch(k: int) -> None:
+            net.train()
+            for idx in torch.randperm(n).split(cfg.train.batch_size):
+                optimizer.zero_grad(set_to_none=True)
+                loss = relative_l2(net(a[idx]), u[idx]).mean()
+                loss.backward()
+                optimizer.step()
+            scheduler.step()
 
     else:
         from neuralop.data.datasets.tensor_dataset import TensorDataset
