@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -44,11 +44,19 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adamw"
+    name: str = "adamw"  # adamw | muon
     lr: float = 3e-3
     weight_decay: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW (and Muon's AdamW part)
     eps: float = 1e-8
+    # Muon only (see opspec/optim/muon.py):
+    momentum: float = 0.95
+    nesterov: bool = True
+    ns_steps: int = 5
+    coefficients: str = "quintic"  # quintic | polar_express
+    adjust_lr: str = "match_rms_adamw"  # original | match_rms_adamw | none
+    layout: str = "auto"  # auto | per_mode | flatten (spectral weights) …
+    adamw_lr: Optional[float] = None  # lr of the AdamW part (biases, norms, tiny tensors); None: lr
 
 
 @dataclass
@@ -79,7 +87,10 @@ class Config:
 CHOICES = {
     "data.problem": ("darcy",),
     "model.name": ("fno",),
-    "optimizer.name": ("adamw",),
+    "optimizer.name": ("adamw", "muon"),
+    "optimizer.coefficients": ("quintic", "polar_express"),
+    "optimizer.adjust_lr": ("original", "match_rms_adamw", "none"),
+    "optimizer.layout": ("auto", "matrix", "conv", "per_mode", "flatten"),
     "train.scheduler": ("cosine", "step", "none"),
 }
 

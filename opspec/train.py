@@ -30,6 +30,7 @@ from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
+from opspec.optim import build_optimizer
 from opspec.plots import plot_curves
 from opspec.runtime import keep_freed_memory
 
@@ -65,11 +66,15 @@ def ensure_data(cfg: DictConfig, progress: bool = True) -> CanonicalFile:
     return CanonicalFile(path)
 
 
-def build_optimizer(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
-    """AdamW from torch: it handles complex parameters (as real pairs), so it serves the FNO's spectral weights."""
-    return torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay
-    )
+def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
+    """The configured optimizer as one object over the whole model (see opspec.optim.build_optimizer)."""
+    hyper = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
+    if cfg.name == "muon":
+        hyper.update(
+            momentum=cfg.momentum, nesterov=cfg.nesterov, ns_steps=cfg.ns_steps, coefficients=cfg.coefficients,
+            adjust_lr=cfg.adjust_lr, layout=cfg.layout, adamw_lr=cfg.adamw_lr,
+        )
+    return build_optimizer(model, cfg.name, **hyper)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.optim.lr_scheduler.LRScheduler:
@@ -142,7 +147,7 @@ class Trainer:
         model = build_model(cfg.model, self.meta["in_channels"], self.meta["out_channels"])
         self.net = NormalizedOperator(model, fit_normalizer(self.train_data, "a"), fit_normalizer(self.train_data, "u"))
         self.net.to(self.device)
-        self.optimizer = build_optimizer(self.net.model, cfg.optimizer)
+        self.optimizer = optimizer_from_config(self.net.model, cfg.optimizer)
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.epoch = 0
         self.best = math.inf

@@ -53,8 +53,9 @@ def test_train_cli_writes_run_folder_and_table(tiny_overrides, capsys):
     assert load_checkpoint(run)["epoch"] == 3
 
 
-def test_resume_after_interruption_matches_uninterrupted_run(tiny_overrides, tmp_path):
-    cfg = load_config(overrides=tiny_overrides + ["train.epochs=4"])
+@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+def test_resume_after_interruption_matches_uninterrupted_run(tiny_overrides, tmp_path, optimizer):
+    cfg = load_config(overrides=tiny_overrides + ["train.epochs=4", f"optimizer.name={optimizer}"])
     full = Trainer(cfg, run_dir=tmp_path / "full")
     full.fit()
 

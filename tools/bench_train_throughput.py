@@ -32,7 +32,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
     from tqdm import tqdm
 
     from opspec.config import load_config
-    from opspec.train import Trainer, build_optimizer, build_scheduler, seed_everything
+    from opspec.train import Trainer, build_scheduler, optimizer_from_config, seed_everything
 
     cfg = load_config(overrides=["train.progress=false", f"train.epochs={epochs + 1}", *overrides])
     if variant == "opspec":
@@ -52,7 +52,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
         n = len(data)
         seed_everything(cfg.seed)
         net = NormalizedOperator(build_model(cfg.model, a.shape[1], u.shape[1]), fit_normalizer(data, "a"), fit_normalizer(data, "u"))
-        optimizer = build_optimizer(net.model, cfg.optimizer)
+        optimizer = optimizer_from_config(net.model, cfg.optimizer)
         scheduler = build_scheduler(optimizer, cfg.train)
 
         def epoch(k: int) -> None:
@@ -87,7 +87,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
         seed_everything(cfg.seed)
         model = build_model(cfg.model, a.shape[1], u.shape[1])
         trainer = NeuralopTrainer(model=model, n_epochs=epochs + 1, device="cpu", data_processor=DefaultDataProcessor(in_norm, out_norm))
-        trainer.optimizer = build_optimizer(trainer.model, cfg.optimizer)
+        trainer.optimizer = optimizer_from_config(trainer.model, cfg.optimizer)
         trainer.scheduler = build_scheduler(trainer.optimizer, cfg.train)
         trainer.regularizer = None
         loss = LpLoss(d=2, p=2, reduction="mean")

@@ -1,0 +1,67 @@
+"""A parameter as a batch of matrices (B, rows, cols), and back: the view the spectral maps act on.
+
+- `matrix`:   a 2-D weight (out, in) is one matrix.
+- `conv`:     a weight (out, in, k…) is one matrix (out, in·k…); neuraloperator's 1×1 "linear"
+              layers (out, in, 1) are ordinary matrices this way.
+- `per_mode`: a complex spectral weight (in, out, m1, m2, …) of an FNO SpectralConv is a batch of
+              m1·m2·… complex (in × out) matrices, one per Fourier mode.
+- `flatten`:  the same spectral weight as one (in × out·m1·m2·…) matrix, to compare against.
+Vectors, scalars and matrices with a side shorter than `min_side` have no layout (AdamW takes them).
+"""
+
+from __future__ import annotations
+
+import math
+
+from einops import rearrange
+from torch import Tensor
+
+LAYOUTS = ("matrix", "conv", "per_mode", "flatten")
+
+
+def infer_layout(p: Tensor, min_side: int = 2) -> str | None:
+    """The layout a parameter gets by rule, or None when it is not a matrix worth orthogonalizing."""
+    if p.ndim < 2:
+        return None
+    if p.is_complex() and p.ndim >= 3:
+        layout = "per_mode"
+    elif p.ndim == 2:
+        layout = "matrix"
+    else:
+        layout = "conv"
+    _, rows, cols = matrix_shape(tuple(p.shape), layout)
+    return layout if min(rows, cols) >= min_side else None
+
+
+def matrix_shape(shape: tuple[int, ...], layout: str) -> tuple[int, int, int]:
+    """(batch, rows, cols) of a parameter shape under a layout."""
+    if layout == "matrix":
+        if len(shape) != 2:
+            raise ValueError(f"layout 'matrix' needs a 2-D parameter, got shape {shape}")
+        return 1, shape[0], shape[1]
+    if len(shape) < 3:
+        raise ValueError(f"layout {layout!r} needs a parameter with at least 3 dimensions, got shape {shape}")
+    if layout == "conv":
+        return 1, shape[0], math.prod(shape[1:])
+    if layout == "per_mode":
+        return math.prod(shape[2:]), shape[0], shape[1]
+    if layout == "flatten":
+        return 1, shape[0], math.prod(shape[1:])
+    raise ValueError(f"layout: expected one of {LAYOUTS}, got {layout!r}")
+
+
+def to_matrices(t: Tensor, layout: str) -> Tensor:
+    """The tensor as (B, rows, cols) matrices under `layout` (a view where the memory allows)."""
+    b, rows, cols = matrix_shape(tuple(t.shape), layout)
+    if layout == "per_mode":
+        return rearrange(t, "i o ... -> (...) i o")
+    return t.reshape(b, rows, cols)
+
+
+def from_matrices(m: Tensor, layout: str, shape: tuple[int, ...]) -> Tensor:
+    """Inverse of `to_matrices`: (B, rows, cols) back to the parameter's shape."""
+    if layout == "per_mode":
+        modes = shape[2:]
+        names = " ".join(f"m{i}" for i in range(len(modes)))
+        return rearrange(m, f"({names}) i o -> i o {names}", **{f"m{i}": s for i, s in enumerate(modes)})
+    return m.reshape(shape)

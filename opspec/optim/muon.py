@@ -1,0 +1,137 @@
+"""Muon for real and complex parameters of any layout, one batched Newton–Schulz call per shape group.
+
+Per spectral parameter, each step (the torch.optim.Muon conventions):
+
+    B ← μB + (1 − μ)G                       (momentum as an EMA; `buf.lerp_(G, 1 − μ)`)
+    Ĝ ← (1 − μ)G + μB  if nesterov else B
+    O ← polar(Ĝ) per matrix of the parameter's layout (per Fourier mode for spectral weights)
+    θ ← (1 − γλ)θ − γ·scale(rows, cols)·O   (decoupled weight decay, shape-based LR rule)
+
+All matrices of the same (rows, cols, dtype, device) across parameters are stacked and
+orthogonalized in one batched call. Parameters in a group with `use_spectral=False` take an AdamW
+step instead (complex-safe), so one optimizer object serves a whole model.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any, Callable, Iterable
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from opspec.optim.adamw import adamw_step
+from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, to_matrices
+from opspec.optim.polar import COEFFICIENT_SETS, polar
+
+LR_RULES = ("original", "match_rms_adamw", "none")
+
+
+def lr_scale(rows: int, cols: int, rule: str) -> float:
+    """Shape rule for the step size: √max(1, rows/cols) ("original") or 0.2·√max(rows, cols) ("match_rms_adamw")."""
+    if rule == "original":
+        return math.sqrt(max(1.0, rows / cols))
+    if rule == "match_rms_adamw":
+        return 0.2 * math.sqrt(max(rows, cols))
+    if rule == "none":
+        return 1.0
+    raise ValueError(f"adjust_lr: expected one of {LR_RULES}, got {rule!r}")
+
+
+class Muon(Optimizer):
+    """Muon (momentum + polar factor) over real 2-D, conv and complex per-mode spectral parameters.
+
+    Group options: lr, momentum, nesterov, weight_decay, ns_steps, coefficients ("quintic",
+    "polar_express" or a list of (a, b, c)), eps, adjust_lr ("original", "match_rms_adamw",
+    "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (None: bf16 on CUDA, float32 on
+    CPU), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        lr: float = 0.02,
+        momentum: float = 0.95,
+        nesterov: bool = True,
+        weight_decay: float = 0.0,
+        ns_steps: int = 5,
+        coefficients: str | list[tuple[float, float, float]] = "quintic",
+        eps: float = 1e-7,
+        adjust_lr: str = "original",
+        layout: str = "auto",
+        compute_dtype: torch.dtype | None = None,
+        use_spectral: bool = True,
+        adamw_betas: tuple[float, float] = (0.9, 0.999),
+        adamw_eps: float = 1e-8,
+    ) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ValueError(f"Muon: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
+        if adjust_lr not in LR_RULES:
+            raise ValueError(f"Muon: adjust_lr must be one of {LR_RULES}, got {adjust_lr!r}")
+        if isinstance(coefficients, str) and coefficients not in COEFFICIENT_SETS:
+            raise ValueError(f"Muon: coefficients must be one of {COEFFICIENT_SETS} or a list of (a, b, c), got {coefficients!r}")
+        defaults = dict(
+            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
+            coefficients=coefficients, eps=eps, adjust_lr=adjust_lr, layout=layout, compute_dtype=compute_dtype,
+            use_spectral=use_spectral, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
+        )
+        super().__init__(params, defaults)
+        for group in self.param_groups:
+            if group["use_spectral"]:
+                for p in group["params"]:
+                    self._layout(p, group)
+
+    @staticmethod
+    def _layout(p: Tensor, group: dict[str, Any]) -> str:
+        layout = group["layout"]
+        if layout == "auto":
+            inferred = infer_layout(p)
+            if inferred is None:
+                raise ValueError(
+                    f"Muon: a parameter of shape {tuple(p.shape)} has no matrix layout; put it in a group with "
+                    "use_spectral=False (AdamW), or build the optimizer with opspec.optim.build_optimizer"
+                )
+            return inferred
+        if layout not in LAYOUTS:
+            raise ValueError(f"Muon: layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+        return layout
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        buckets: dict[tuple, list[tuple[Tensor, dict[str, Any], str, Tensor]]] = defaultdict(list)
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not group["use_spectral"]:
+                    adamw_step(p, p.grad, state, group)
+                    continue
+                if "momentum_buffer" not in state:
+                    state["momentum_buffer"] = torch.zeros_like(p)
+                buf = state["momentum_buffer"]
+                buf.lerp_(p.grad, 1 - group["momentum"])
+                update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+                layout = self._layout(p, group)
+                mats = to_matrices(update, layout)
+                coefficients = group["coefficients"]
+                key = (
+                    tuple(mats.shape[-2:]), mats.dtype, mats.device, group["ns_steps"],
+                    coefficients if isinstance(coefficients, str) else tuple(map(tuple, coefficients)),
+                    group["eps"], group["compute_dtype"],
+                )
+                buckets[key].append((p, group, layout, mats))
+        for (_, _, _, steps, coefficients, eps, compute_dtype), items in buckets.items():
+            stacked = torch.cat([mats for *_, mats in items]) if len(items) > 1 else items[0][3]
+            ortho = polar(stacked, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
+            for (p, group, layout, mats), o in zip(items, ortho.split([m.shape[0] for *_, m in items])):
+                rows, cols = mats.shape[-2:]
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(from_matrices(o, layout, tuple(p.shape)), alpha=-group["lr"] * lr_scale(rows, cols, group["adjust_lr"]))
+        return loss
