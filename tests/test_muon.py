@@ -9,7 +9,6 @@ import torch
 from neuralop.models import FNO
 
 from opspec.optim import Muon, build_optimizer, from_matrices, infer_layout, polar, split_parameters, to_matrices
-from opspec.optim.polar import QUINTIC
 
 
 def _float64_polar(G: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,6 @@ round-robin with the variants' order rotated each round; medians reported):
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import platform
 import statistics
@@ -37,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from opspec.optim import Muon, build_optimizer
-from opspec.optim.layouts import from_matrices, to_matrices
+from opspec.optim.layouts import to_matrices
 from opspec.optim.muon import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
 from opspec.runtime import keep_freed_memory

@@ -6,7 +6,6 @@ entries), as torch.optim.AdamW does, so second moments never mix the two parts.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
