@@ -152,9 +152,15 @@ class Trainer:
         self.epoch = 0
         self.best = math.inf
         if resume is not None:
-            self.net.load_state_dict(resume["model"])
-            self.optimizer.load_state_dict(resume["optimizer"])
-            self.scheduler.load_state_dict(resume["scheduler"])
+            try:
+                self.net.load_state_dict(resume["model"])
+                self.optimizer.load_state_dict(resume["optimizer"])
+                self.scheduler.load_state_dict(resume["scheduler"])
+            except (RuntimeError, ValueError, KeyError) as err:
+                raise OpspecError(
+                    f"{resume['path']}: the checkpoint does not fit the model/optimizer this config builds "
+                    f"(did an override change model.* or optimizer.*?): {str(err).splitlines()[0]}"
+                ) from None
             self.epoch = int(resume["epoch"])
             self.best = float(resume["best"])
             set_rng_state(resume["rng"])
