@@ -44,8 +44,8 @@ class ModelConfig:
 
 @dataclass
 class OptimizerConfig:
-    name: str = "adamw"  # adamw | muon
-    lr: float = 3e-3
+    name: str = "muon"  # muon | adamw (Muon won the default Darcy run on two seeds: docs/RESULTS.md)
+    lr: float = 1e-2
     weight_decay: float = 1e-4
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW (and Muon's AdamW part)
     eps: float = 1e-8
@@ -56,7 +56,7 @@ class OptimizerConfig:
     coefficients: str = "quintic"  # quintic | polar_express
     adjust_lr: str = "match_rms_adamw"  # original | match_rms_adamw | none
     layout: str = "auto"  # auto | per_mode | flatten (spectral weights) …
-    adamw_lr: Optional[float] = None  # lr of the AdamW part (biases, norms, tiny tensors); None: lr
+    adamw_lr: Optional[float] = 3e-3  # lr of Muon's AdamW part (biases, norms, tiny tensors); None: lr
 
 
 @dataclass

@@ -140,6 +140,6 @@ def test_cli_errors_are_one_line(args, message, darcy_file, tmp_path):
 def test_resume_with_a_different_optimizer_is_a_clear_error(tiny_overrides, capsys):
     assert train_main(tiny_overrides + ["train.epochs=1"]) == 0
     run = Path([o for o in tiny_overrides if o.startswith("out_dir=")][0].split("=", 1)[1]) / "darcy_fno"
-    assert train_main(["--resume", str(run), "train.epochs=2", "optimizer.name=muon"]) == 2
+    assert train_main(["--resume", str(run), "train.epochs=2", "optimizer.name=adamw"]) == 2
     err = capsys.readouterr().err
     assert "does not fit the model/optimizer" in err and "Traceback" not in err

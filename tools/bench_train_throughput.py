@@ -23,6 +23,8 @@ import subprocess
 import sys
 import time
 
+# The comparison is of training loops, so both sides use torch's AdamW (as recorded in docs/RESULTS.md).
+BENCH_OPTIMIZER = ["optimizer.name=adamw", "optimizer.lr=3e-3"]
 VARIANTS = ("opspec", "neuralop", "neuralop+malloc", "bare")
 
 
@@ -34,7 +36,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
     from opspec.config import load_config
     from opspec.train import Trainer, build_scheduler, optimizer_from_config, seed_everything
 
-    cfg = load_config(overrides=["train.progress=false", f"train.epochs={epochs + 1}", *overrides])
+    cfg = load_config(overrides=["train.progress=false", f"train.epochs={epochs + 1}", *BENCH_OPTIMIZER, *overrides])
     if variant == "opspec":
         trainer = Trainer(cfg, run_dir="/tmp/opspec_bench_throughput")
         n = len(trainer.train_data)
@@ -117,7 +119,7 @@ def main() -> None:
     from opspec.config import load_config
     from opspec.train import ensure_data
 
-    cfg = load_config(overrides=args.overrides)
+    cfg = load_config(overrides=[*BENCH_OPTIMIZER, *args.overrides])
     ensure_data(cfg)
     print(f"FNO modes {list(cfg.model.n_modes)} width {cfg.model.hidden_channels}, {cfg.data.n_train} samples at "
           f"{cfg.data.train_resolution}^2, batch {cfg.train.batch_size}, AdamW lr {cfg.optimizer.lr}; "
