@@ -106,21 +106,25 @@ class Muon(Optimizer):
                 loss = closure()
         buckets: dict[tuple, list[tuple[Tensor, dict[str, Any], str, Tensor]]] = defaultdict(list)
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not group["use_spectral"]:
-                    adamw_step(p, p.grad, state, group)
-                    continue
-                if "momentum_buffer" not in state:
-                    state["momentum_buffer"] = torch.zeros_like(p)
-                buf = state["momentum_buffer"]
-                buf.lerp_(p.grad, 1 - group["momentum"])
-                update = p.grad.lerp(buf, group["momentum"]) if group["nesterov"] else buf
+            params = [p for p in group["params"] if p.grad is not None]
+            if not group["use_spectral"]:
+                for p in params:
+                    adamw_step(p, p.grad, self.state[p], group)
+                continue
+            if not params:
+                continue
+            grads = [p.grad for p in params]
+            for p in params:
+                if "momentum_buffer" not in self.state[p]:
+                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+            bufs = [self.state[p]["momentum_buffer"] for p in params]
+            momentum = group["momentum"]
+            torch._foreach_lerp_(bufs, grads, 1 - momentum)
+            updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
+            coefficients = group["coefficients"]
+            for p, update in zip(params, updates):
                 layout = self._layout(p, group)
                 mats = to_matrices(update, layout)
-                coefficients = group["coefficients"]
                 key = (
                     tuple(mats.shape[-2:]), mats.dtype, mats.device, group["ns_steps"],
                     coefficients if isinstance(coefficients, str) else tuple(map(tuple, coefficients)),
