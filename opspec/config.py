@@ -56,6 +56,7 @@ class OptimizerConfig:
     coefficients: str = "quintic"  # quintic | polar_express
     adjust_lr: str = "match_rms_adamw"  # original | match_rms_adamw | none
     layout: str = "auto"  # auto | per_mode | flatten (spectral weights) …
+    compute_dtype: str = "auto"  # Newton–Schulz matmuls: auto (bf16 on CUDA and bf16 CPUs, else float32) | float32 | bfloat16
     adamw_lr: Optional[float] = 3e-3  # lr of Muon's AdamW part (biases, norms, tiny tensors); None: lr
 
 
@@ -91,6 +92,7 @@ CHOICES = {
     "optimizer.coefficients": ("quintic", "polar_express"),
     "optimizer.adjust_lr": ("original", "match_rms_adamw", "none"),
     "optimizer.layout": ("auto", "matrix", "conv", "per_mode", "flatten"),
+    "optimizer.compute_dtype": ("auto", "float32", "bfloat16"),
     "train.scheduler": ("cosine", "step", "none"),
 }
 

@@ -73,6 +73,7 @@ def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig) -> torch.opti
         hyper.update(
             momentum=cfg.momentum, nesterov=cfg.nesterov, ns_steps=cfg.ns_steps, coefficients=cfg.coefficients,
             adjust_lr=cfg.adjust_lr, layout=cfg.layout, adamw_lr=cfg.adamw_lr,
+            compute_dtype=None if cfg.compute_dtype == "auto" else getattr(torch, cfg.compute_dtype),
         )
     return build_optimizer(model, cfg.name, **hyper)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
+import opspec.optim.polar  # noqa: F401  (the module, for the fixture below)
 from opspec.data.generate import generate_dataset
 
 TINY_OVERRIDES = [
@@ -32,3 +34,10 @@ def darcy_file(tmp_path_factory) -> Path:
 def tiny_overrides(darcy_file, tmp_path) -> list[str]:
     """Overrides for a seconds-long training run on the tiny file, writing under tmp_path."""
     return [*TINY_OVERRIDES, f"data.path={darcy_file}", f"out_dir={tmp_path / 'runs'}", "train.epochs=3"]
+
+
+@pytest.fixture(autouse=True)
+def _float32_polar_on_cpu(monkeypatch):
+    """polar's CPU default is bf16 where the CPU has bf16 hardware and float32 elsewhere; tests assume
+    float32 so they mean the same on every CPU (the bf16 path is tested with compute_dtype=bf16)."""
+    monkeypatch.setattr(sys.modules["opspec.optim.polar"], "cpu_has_bf16_matmul", lambda: False)

@@ -66,15 +66,17 @@ def test_rank_deficient_and_zero_inputs_stay_finite():
     assert torch.linalg.matrix_rank(X[1].to(torch.complex128), atol=1e-3) == 2
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="the bf16 fast path runs on CUDA only")
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA device"))])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
-def test_cuda_bf16_path_keeps_singular_vectors_and_imaginary_parts(dtype):
+def test_bf16_path_keeps_singular_vectors_and_imaginary_parts(device, dtype):
+    """The bf16 fast path (the default on CUDA and on bf16 CPUs) within bf16 accuracy of float64."""
     torch.manual_seed(0)
-    G = torch.randn(64, 32, 48, dtype=dtype, device="cuda")
-    X = polar(G)  # bf16 matmuls by default on CUDA
+    G = torch.randn(64, 32, 48, dtype=dtype, device=device)
+    X = polar(G, compute_dtype=torch.bfloat16)
     assert X.dtype == dtype
     ref = polar(G.double() if not dtype.is_complex else G.to(torch.complex128), compute_dtype=torch.float64)
     assert ((X.to(ref.dtype) - ref).norm() / ref.norm()) < 3e-2
     if dtype.is_complex:
-        Y = polar(1j * G.real)
+        Y = polar(1j * G.real, compute_dtype=torch.bfloat16)
         assert Y.real.abs().max() < 1e-6 and Y.imag.abs().max() > 0.1

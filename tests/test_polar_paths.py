@@ -1,8 +1,8 @@
 """Every Newton–Schulz path `polar` can take, against a float64 SVD reference.
 
-Paths: real; complex "native" (complex matmuls, the float32/float64 default); complex "embed"
-(the real 2m × 2n embedding [[Re, −Im], [Im, Re]], the bf16 default on CUDA, here forced in
-float32/float64 and also run in bf16 on the CPU); the CPU's chunked batch. For G = U Σ Vᴴ the result
+Paths: real; complex "native" (complex matmuls, the float32/float64 default); complex "rowform"
+(the row form [Re X, Im X] times the real representation [[Re, Im], [−Im, Re]], the bf16 path,
+here forced in float32/float64 and also run in bf16); the CPU's chunked batch. For G = U Σ Vᴴ the result
 must keep the singular vectors (Uᴴ·X·V diagonal, real, positive) and map each normalized singular
 value σ/‖G‖_F through the scalar iteration σ ← aσ + bσ³ + cσ⁵.
 """
@@ -24,9 +24,9 @@ PATHS = [  # (input dtype, forced complex path or None, compute dtype)
     (torch.float32, None, None),
     (torch.float64, None, None),
     (torch.complex64, "native", None),
-    (torch.complex64, "embed", None),
+    (torch.complex64, "rowform", None),
     (torch.complex128, "native", None),
-    (torch.complex128, "embed", None),
+    (torch.complex128, "rowform", None),
 ]
 SHAPES = [(2, 12, 12), (3, 16, 10), (3, 10, 16), (2, 3, 8, 8)]  # square, tall, wide, 2 leading dims
 COEFFS = [("quintic", 5), ("polar_express", 5)]
@@ -101,20 +101,20 @@ def test_path_keeps_singular_vectors_and_maps_singular_values(dtype, path, compu
     _check_against_svd(X, G, U, V, s, name, steps, tol)
 
 
-@pytest.mark.parametrize("dtype, path", [(torch.float32, None), (torch.complex64, "native"), (torch.complex64, "embed")])
+@pytest.mark.parametrize("dtype, path", [(torch.float32, None), (torch.complex64, "native"), (torch.complex64, "rowform")])
 @pytest.mark.parametrize("shape", [(37, 8, 8), (37, 12, 6)])
 def test_cpu_chunks_equal_the_whole_batch(dtype, path, shape):
     G, U, V, s = _reference_input(shape, dtype, seed=1)
     G = G.to(dtype)
     whole = P._polar(G, 5, "quintic", 1e-7, None, path)
     with _one_thread_chunks(5 * 8 * 8 * G.element_size()):  # 5 matrices a chunk, 37 = 7·5 + 2
-        assert P._chunk_size(G) < G.shape[0]  # the chunked path runs
+        assert P._chunk_size(G, torch.float32) < G.shape[0]  # the chunked path runs
         chunked = P._polar(G, 5, "quintic", 1e-7, None, path)
     torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
     _check_against_svd(chunked, G, U, V, s, "quintic", 5, 2e-4)
 
 
-@pytest.mark.parametrize("path", ["native", "embed"])
+@pytest.mark.parametrize("path", ["native", "rowform"])
 @pytest.mark.parametrize("shape", [(4, 8, 8), (4, 12, 6)])
 def test_purely_imaginary_in_purely_imaginary_out(path, shape):
     R = torch.randn(*shape, generator=torch.Generator().manual_seed(2))
@@ -123,7 +123,7 @@ def test_purely_imaginary_in_purely_imaginary_out(path, shape):
     torch.testing.assert_close(X.imag, P.polar(R), atol=1e-5, rtol=0)  # polar(iR) = i·polar(R)
 
 
-@pytest.mark.parametrize("dtype, path", [(torch.float32, None), (torch.complex64, "native"), (torch.complex64, "embed")])
+@pytest.mark.parametrize("dtype, path", [(torch.float32, None), (torch.complex64, "native"), (torch.complex64, "rowform")])
 def test_zero_matrices_give_zeros_without_nan(dtype, path):
     G = torch.zeros(3, 6, 9, dtype=dtype)
     G[1] = torch.randn(6, 9, dtype=dtype)
@@ -136,14 +136,23 @@ def test_zero_matrices_give_zeros_without_nan(dtype, path):
 
 def test_default_path_choice():
     assert P.complex_path(torch.float32) == "native" and P.complex_path(torch.float64) == "native"
-    assert P.complex_path(torch.bfloat16) == "embed" and P.complex_path(torch.float16) == "embed"
+    assert P.complex_path(torch.bfloat16) == "rowform" and P.complex_path(torch.float16) == "rowform"
+
+
+def test_default_compute_dtype_follows_the_hardware(monkeypatch):
+    G = torch.zeros(2, 4, 4, dtype=torch.complex64)
+    monkeypatch.setattr(P, "cpu_has_bf16_matmul", lambda: True)
+    assert P.default_compute_dtype(G) == torch.bfloat16
+    assert P.default_compute_dtype(G.to(torch.complex128)) == torch.float64
+    monkeypatch.setattr(P, "cpu_has_bf16_matmul", lambda: False)
+    assert P.default_compute_dtype(G) == torch.float32 and P.default_compute_dtype(G.real) == torch.float32
     with pytest.raises(ValueError, match="complex path"):
         P._polar(torch.randn(2, 3, 3, dtype=torch.complex64), 5, "quintic", 1e-7, None, "bogus")
 
 
 @pytest.mark.parametrize("shape", [(3, 8, 12), (3, 12, 8)])
 def test_bf16_compute_path_runs_on_cpu_too(shape):
-    """The CUDA default (bf16 matmuls; complex through the embedding) on small CPU matrices: the
+    """The bf16 default of CUDA and bf16 CPUs (complex through the row form) on small matrices: the
     complex error is no worse than the real path's error on a real input of the same size."""
     errors = {}
     for dtype in (torch.float32, torch.complex64):

@@ -108,13 +108,13 @@ def polar_flops(batch: int, m: int, n: int, is_complex: bool, compute_dtype: tor
     """Real FLOPs of `steps` Newton–Schulz steps on (batch, m, n) along the path polar takes.
 
     Per step, rows ≤ cols (m ≤ n after the transpose): A = XXᴴ (m·m·n multiply–adds), A² (m³),
-    B·X (m·m·n): 2(2m²n + m³) real FLOPs for a real matrix; 4x that for native complex matmuls;
-    the real embedding (2m × 2n) costs 8x.
+    B·X (m·m·n): 2(2m²n + m³) real FLOPs for a real matrix; 4x that for a complex one, on either
+    complex path (native complex matmuls, or the row form times the real representation).
     """
     m, n = min(m, n), max(m, n)
     real = 2 * (2 * m * m * n + m**3)
     if is_complex:
-        real *= 4 if POLAR.complex_path(compute_dtype) == "native" else 8
+        real *= 4
     return float(batch * steps * real)
 
 
@@ -276,7 +276,8 @@ def case_fno_training(device: torch.device, repeats: int) -> list[str]:
 
 def case_flop_rates(device: torch.device, repeats: int) -> list[str]:
     f32_peak = matmul_rate(device, torch.float32, max(2, repeats // 2))
-    bf16_peak = matmul_rate(device, torch.bfloat16, max(2, repeats // 2)) if device.type == "cuda" else None
+    fast_bf16 = device.type == "cuda" or POLAR.cpu_has_bf16_matmul()
+    bf16_peak = matmul_rate(device, torch.bfloat16, max(2, repeats // 2)) if fast_bf16 else None
     g = torch.Generator(device="cpu").manual_seed(3)
     batches = {f"{c} × {s}×{s} float32": torch.randn(c, s, s, generator=g).to(device) for c, s in REAL_CASES}
     batches["576 × 64×64 complex64 (FNO per-mode)"] = torch.randn(576, 64, 64, dtype=torch.complex64, generator=g).to(device)
@@ -288,7 +289,7 @@ def case_flop_rates(device: torch.device, repeats: int) -> list[str]:
     for k, G in batches.items():
         dtype = POLAR.default_compute_dtype(G)
         path = (POLAR.complex_path(dtype) if G.is_complex() else "real") + (
-            ", chunked" if POLAR._chunk_size(G) < G.shape[0] else "")
+            ", chunked" if POLAR._chunk_size(G, dtype) < G.shape[0] else "")
         fl = polar_flops(G.shape[0], G.shape[1], G.shape[2], G.is_complex(), dtype)
         t = statistics.median(ts[k])
         share = f"{100 * fl / t / f32_peak:.0f}%" + (f", {100 * fl / t / bf16_peak:.0f}%" if bf16_peak else "")
@@ -298,6 +299,20 @@ def case_flop_rates(device: torch.device, repeats: int) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # case 5: complex strategies
+
+
+def _polar_full_embedding(G: Tensor, compute_dtype: torch.dtype) -> Tensor:
+    """The bf16 complex path polar used before the row form (kept here to compare): the real
+    iteration on the full embedding E(X) = [[Re X, −Im X], [Im X, Re X]] (2m × 2n), whole batch."""
+    X = G / (torch.linalg.vector_norm(torch.view_as_real(G).flatten(1), dim=1).view(-1, 1, 1) + 1e-7)
+    m, n = X.shape[-2:]
+    Xr, Xi = X.real.to(compute_dtype), X.imag.to(compute_dtype)
+    E = torch.cat((torch.cat((Xr, -Xi), dim=-1), torch.cat((Xi, Xr), dim=-1)), dim=-2)
+    for a, b, c in coefficient_schedule("quintic", STEPS):
+        A = torch.bmm(E, E.mT)
+        E = torch.baddbmm(E, torch.baddbmm(A, A, A, beta=b, alpha=c), E, beta=a)
+    E = E.float()
+    return torch.complex((E[:, :m, :n] + E[:, m:, n:]) / 2, (E[:, m:, :n] - E[:, :m, n:]) / 2)
 
 
 def _polar_3m_previous(G: Tensor, compute_dtype: torch.dtype) -> Tensor:
@@ -330,35 +345,40 @@ def _svd_reference(G: Tensor) -> Tensor:
 def case_complex_strategies(device: torch.device, repeats: int) -> list[str]:
     g = torch.Generator(device="cpu").manual_seed(4)
     G = torch.randn(576, 64, 64, dtype=torch.complex64, generator=g).to(device)
-    small = G[:32]  # bf16 on a CPU without bf16 units is ~30-60x slower than float32: measure accuracy on 32 only
+    small = G[:32]  # bf16 on a CPU without bf16 units is ~30-60x slower than float32: there, accuracy on 32 only
     ref_full, ref_small = _svd_reference(G), _svd_reference(small)
 
     def err(X: Tensor, ref: Tensor) -> float:
         X = X.to(torch.complex128)
         return ((X - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).max().item()
 
-    def no_chunks(G: Tensor) -> Tensor:
-        old, POLAR.CPU_CHUNK_BYTES = POLAR.CPU_CHUNK_BYTES, None
-        try:
-            return POLAR._polar(G, STEPS, "quintic", 1e-7, torch.float32, "native")
-        finally:
-            POLAR.CPU_CHUNK_BYTES = old
+    def no_chunks(dtype: torch.dtype, path: str) -> Callable[[Tensor], Tensor]:
+        def run(G: Tensor) -> Tensor:
+            old, POLAR.CPU_CHUNK_BYTES = POLAR.CPU_CHUNK_BYTES, None
+            try:
+                return POLAR._polar(G, STEPS, "quintic", 1e-7, dtype, path)
+            finally:
+                POLAR.CPU_CHUNK_BYTES = old
+        return run
 
-    f32 = torch.float32
+    f32, bf16 = torch.float32, torch.bfloat16
     variants: dict[str, tuple[Callable[[Tensor], Tensor], torch.dtype]] = {
         "native complex64 matmuls": (lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, f32, "native"), f32),
-        "native, whole batch (no CPU chunks)": (no_chunks, f32),
-        "real embedding [[Re, −Im], [Im, Re]]": (lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, f32, "embed"), f32),
-        "re/im parts, 3 real products (previous)": (lambda G: _polar_3m_previous(G, f32), f32),
-        "real embedding, bf16": (lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, torch.bfloat16, "embed"), torch.bfloat16),
-        "re/im parts, 3 real products, bf16 (previous)": (lambda G: _polar_3m_previous(G, torch.bfloat16), torch.bfloat16),
+        "native, whole batch (no CPU chunks)": (no_chunks(f32, "native"), f32),
+        "row form × real representation": (lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, f32, "rowform"), f32),
+        "re/im parts, 3 real products (older)": (lambda G: _polar_3m_previous(G, f32), f32),
+        "row form × real representation, bf16": (lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, bf16, "rowform"), bf16),
+        "row form, bf16, whole batch (no CPU chunks)": (no_chunks(bf16, "rowform"), bf16),
+        "full real embedding [[Re, −Im], [Im, Re]], bf16 (previous)": (lambda G: _polar_full_embedding(G, bf16), bf16),
+        "re/im parts, 3 real products, bf16 (older)": (lambda G: _polar_3m_previous(G, bf16), bf16),
     }
-    timed = {k: v for k, v in variants.items() if v[1] == f32 or device.type == "cuda"}
+    fast_bf16 = device.type == "cuda" or POLAR.cpu_has_bf16_matmul()
+    timed = {k: v for k, v in variants.items() if v[1] == f32 or fast_bf16}
     ts = interleaved({k: (lambda f=f: f(G)) for k, (f, _) in timed.items()}, repeats, device)
     default = POLAR.complex_path(POLAR.default_compute_dtype(G))
     base = med_ms(ts["native complex64 matmuls"])
     rows = [f"polar's default here: {default} ({POLAR.default_compute_dtype(G)}); CPU chunking "
-            f"{'on' if POLAR._chunk_size(G) < G.shape[0] else 'off'} at {torch.get_num_threads()} thread(s)\n",
+            f"{'on' if POLAR._chunk_size(G, POLAR.default_compute_dtype(G)) < G.shape[0] else 'off'} at {torch.get_num_threads()} thread(s)\n",
             "| strategy | compute | ms (576×64×64, median) | time / native | max rel. error vs float64 SVD |", "|---|---|---|---|---|"]
     for k, (f, dt) in variants.items():
         if k in ts:

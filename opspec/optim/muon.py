@@ -45,8 +45,8 @@ class Muon(Optimizer):
 
     Group options: lr, momentum, nesterov, weight_decay, ns_steps, coefficients ("quintic",
     "polar_express" or a list of (a, b, c)), eps, adjust_lr ("original", "match_rms_adamw",
-    "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (None: bf16 on CUDA, float32 on
-    CPU), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
+    "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (None: bf16 on CUDA and on CPUs
+    with bf16 hardware, else float32), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
     """
 
     def __init__(

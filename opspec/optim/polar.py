@@ -10,33 +10,31 @@ conjugate transpose), and iterated
 which acts on every singular value alone, σ ← p(σ) = aσ + bσ³ + cσ⁵, so U and V are kept and Σ
 is driven towards I. Three batched products per step: m²n + m³ + m²n multiply–adds per matrix.
 
-How the products run (`complex_path` picks by compute dtype):
+How the products run (`complex_path` picks by compute dtype; `default_compute_dtype` picks bf16 on
+CUDA and on CPUs with bf16 hardware, float32 elsewhere):
 
-- real input: real batched matmuls in the compute dtype (bf16 on CUDA, float32 on CPU).
+- real input: real batched matmuls in the compute dtype.
 - complex input, compute dtype float32/float64 ("native"): complex64/complex128 batched matmuls,
-  the same three calls as the real case. A complex product is four real ones, but BLAS's complex
-  kernels run it at a higher rate than real products of the parts, in one call instead of several:
-  on a 2-core AVX2 CPU, (576, 64, 64) complex64, 5 quintic steps, native took 1.8–2.7x less time
-  than the previous split into real and imaginary parts with three real products per complex one
-  (Gauss), and 1.7–2.1x less than the real embedding below (tools/bench_optim.py, case 5).
-- complex input, compute dtype bf16/fp16 ("embed", the CUDA default): there is no low-precision
-  complex matmul, and a complex tensor is never cast to a low-precision complex type (a plain
-  `.bfloat16()` would drop the imaginary part). The real iteration runs on the real embedding
-  E(X) = [[Re X, −Im X], [Im X, Re X]] (2m × 2n), which maps complex products to real ones exactly.
-  It costs 2x the real FLOPs of a native complex product (8 real m×m×n products per complex one),
-  but it is the real path itself: in bf16 its error matches the real path's (~1.5% relative
-  to float64 on random 64×64), where the three-product split (more roundings, Gauss's cancellation
-  T3 − T1 − T2) measured ~3.5%.
+  the same three calls as the real case. BLAS's complex kernels run a complex product (four real
+  ones) at a higher rate than real products of the parts.
+- complex input, compute dtype bf16/fp16 ("rowform"): there is no low-precision complex matmul, and
+  a complex tensor is never cast to a low-precision complex type (a plain `.bfloat16()` would drop
+  the imaginary part). X is carried as its row form r(X) = [Re X, Im X] (m × 2n) and each complex
+  product P·Q is the real product r(P)·R(Q) with R(Q) = [[Re Q, Im Q], [−Im Q, Re Q]]: exact, four
+  real m·k·n products per complex one (half of the full 2m × 2n real embedding's eight), and
+  with the real path's bf16 error (~1.3% relative to float64 on random 64×64, against ~3.4% for a
+  Gauss three-product split, whose T3 − T1 − T2 cancels in bf16).
 
-On the CPU with one intra-op thread the batch runs in chunks small enough that one step's operands
-stay in cache (`CPU_CHUNK_BYTES`; ~10% faster on the FNO batch above). With several threads the
-batch runs whole: each chunk's matmul is a fork–join of all threads, and on a CPU shared with
-another busy process every fork–join can wait out a scheduler time slice (measured: chunking made
-polar 4–17x slower there).
+On the CPU the batch runs in chunks of `CPU_CHUNK_BYTES` of iterate, so one step's operands stay in
+cache (on a 2-core AVX512-BF16 CPU, (576, 64, 64) complex64, 5 quintic steps: 1.3-1.5x faster than
+one call over the whole batch; tools/bench_optim.py, case 5). With several threads each chunk's
+matmul is a fork–join of all of them, so on a CPU shared with another busy process the chunks can
+wait out scheduler time slices; `CPU_CHUNK_BYTES = None` runs the batch whole.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Sequence
 
 import torch
@@ -71,10 +69,10 @@ POLAR_EXPRESS: tuple[tuple[float, float, float], ...] = tuple(
 COEFFICIENT_SETS = ("quintic", "polar_express")
 NORM_INFLATION = {"quintic": 1.0, "polar_express": POLAR_EXPRESS_SAFETY}
 
-COMPLEX_PATHS = ("native", "embed")
-# Bytes of one operand (a chunk of X) per Newton–Schulz call on the CPU with one intra-op thread;
-# None runs the whole batch at once. 512 KiB (e.g. 16 complex64 64×64 matrices) keeps a step's
-# four operands (X, A, B, new X) within L2/L3; see tools/bench_optim.py for the measurement.
+COMPLEX_PATHS = ("native", "rowform")
+# Bytes of iterate (a chunk of X in the compute dtype) per Newton–Schulz call on the CPU; None runs
+# the whole batch at once. 512 KiB (32 complex 64×64 matrices in bf16, 16 in float32) keeps a step's
+# operands within L2/L3; see tools/bench_optim.py, case 5.
 CPU_CHUNK_BYTES: int | None = 512 * 1024
 
 
@@ -96,11 +94,22 @@ def coefficient_schedule(coefficients: str | Coefficients, steps: int) -> list[t
     return [table[min(i, len(table) - 1)] for i in range(steps)]  # type: ignore[misc]
 
 
+@functools.cache
+def cpu_has_bf16_matmul() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX): there bf16 matmuls run at
+    2-3x the float32 rate; without them they are emulated and far slower than float32."""
+    cpu = torch.cpu
+    return any(getattr(cpu, probe, lambda: False)() for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"))
+
+
 def default_compute_dtype(G: Tensor) -> torch.dtype:
-    """bf16 matmuls on CUDA (the fast path), float32 elsewhere; float64 inputs stay float64."""
+    """bf16 matmuls on CUDA and on CPUs with bf16 hardware (the fast path), else float32; float64
+    inputs stay float64."""
     if G.dtype in (torch.float64, torch.complex128):
         return torch.float64
-    return torch.bfloat16 if G.is_cuda else torch.float32
+    if G.is_cuda or (G.device.type == "cpu" and cpu_has_bf16_matmul()):
+        return torch.bfloat16
+    return torch.float32
 
 
 _COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
@@ -108,8 +117,9 @@ _COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 def complex_path(compute_dtype: torch.dtype) -> str:
     """How complex matrices are multiplied: "native" complex matmuls where the compute dtype has a
-    complex counterpart (float32, float64), else "embed" (the 2m × 2n real embedding, e.g. in bf16)."""
-    return "native" if compute_dtype in _COMPLEX_OF else "embed"
+    complex counterpart (float32, float64), else "rowform" (real products of the row form [Re X, Im X]
+    with the real representation, e.g. in bf16)."""
+    return "native" if compute_dtype in _COMPLEX_OF else "rowform"
 
 
 def _ns_real(X: Tensor, schedule: list[tuple[float, float, float]]) -> Tensor:
@@ -137,30 +147,41 @@ def _ns_complex_native(X: Tensor, schedule: list[tuple[float, float, float]]) ->
     return X
 
 
-def _embed(X: Tensor, dtype: torch.dtype) -> Tensor:
-    """The real (B, 2m, 2n) embedding E(X) = [[Re X, −Im X], [Im X, Re X]] of complex X (B, m, n).
+def _real_rep(Z: Tensor, n: int, out: Tensor) -> Tensor:
+    """R(Q) = [[Re Q, Im Q], [−Im Q, Re Q]] (B, 2k, 2n) from the row form Z = r(Q) = [Re Q, Im Q] (B, k, 2n),
+    written into `out` (filling a buffer copies less than concatenating)."""
+    k = Z.shape[-2]
+    out[:, :k].copy_(Z)
+    torch.neg(Z[..., n:], out=out[:, k:, :n])
+    out[:, k:, n:].copy_(Z[..., :n])
+    return out
 
-    E is a real *-homomorphism: E(PQ) = E(P)E(Q), E(P + Q) = E(P) + E(Q), E(Xᴴ) = E(X)ᵀ, so the
-    real iteration on E(X) is E of the complex iteration on X, step for step. (‖E(X)‖_F = √2‖X‖_F:
-    X is normalized by its complex norm before embedding.)
+
+def _ns_complex_rowform(Z: Tensor, schedule: list[tuple[float, float, float]]) -> Tensor:
+    """Newton–Schulz on complex X (m ≤ n, normalized) carried as its row form Z = [Re X, Im X] (B, m, 2n).
+
+    For complex P (m × k) and Q (k × n), r(PQ) = r(P)·R(Q): a complex product is one real product
+    of (m × 2k)(2k × 2n), four real m·k·n products, as a complex matmul costs. With R(Xᴴ) = R(X)ᵀ:
+
+        r(A) = Z·R(X)ᵀ                   A = X Xᴴ
+        r(B) = b·r(A) + c·r(A)·R(A)      B = b·A + c·A²
+        Z   ← a·Z + r(B)·R(X)            X ← a·X + B·X
     """
-    Xr, Xi = X.real.to(dtype), X.imag.to(dtype)
-    return torch.cat((torch.cat((Xr, -Xi), dim=-1), torch.cat((Xi, Xr), dim=-1)), dim=-2)
+    batch, m, n = Z.shape[0], Z.shape[-2], Z.shape[-1] // 2
+    RX, RA = Z.new_empty(batch, 2 * m, 2 * n), Z.new_empty(batch, 2 * m, 2 * m)
+    for a, b, c in schedule:
+        _real_rep(Z, n, RX)
+        rA = torch.bmm(Z, RX.mT)
+        rB = torch.baddbmm(rA, rA, _real_rep(rA, m, RA), beta=b, alpha=c)
+        Z = torch.baddbmm(Z, rB, RX, beta=a)
+    return Z
 
 
-def _unembed(E: Tensor, m: int, n: int, dtype: torch.dtype) -> Tensor:
-    """X from E(X), projected onto the embedding's image: Re = (E₁₁ + E₂₂)/2, Im = (E₂₁ − E₁₂)/2."""
-    E = E.to(dtype)
-    re = (E[:, :m, :n] + E[:, m:, n:]) / 2
-    im = (E[:, m:, :n] - E[:, :m, n:]) / 2
-    return torch.complex(re, im)
-
-
-def _chunk_size(X: Tensor) -> int:
-    """Matrices per Newton–Schulz call: the whole batch, or on a 1-thread CPU `CPU_CHUNK_BYTES` worth."""
-    if X.is_cuda or CPU_CHUNK_BYTES is None or torch.get_num_threads() > 1:
+def _chunk_size(X: Tensor, dtype: torch.dtype) -> int:
+    """Matrices per Newton–Schulz call: on the CPU `CPU_CHUNK_BYTES` of iterate in the compute dtype, elsewhere the whole batch."""
+    if X.device.type != "cpu" or CPU_CHUNK_BYTES is None:
         return X.shape[0]
-    per_matrix = X.shape[-2] * X.shape[-1] * X.element_size()
+    per_matrix = X.shape[-2] * X.shape[-1] * (2 if X.is_complex() else 1) * torch.finfo(dtype).bits // 8
     return max(1, CPU_CHUNK_BYTES // per_matrix)
 
 
@@ -170,9 +191,10 @@ def _newton_schulz(X: Tensor, schedule: list[tuple[float, float, float]], dtype:
         return _ns_real(X.to(dtype).contiguous(), schedule).to(X.dtype)
     if path == "native":
         return _ns_complex_native(X.to(_COMPLEX_OF[dtype]).resolve_conj().contiguous(), schedule).to(X.dtype)
-    if path == "embed":
-        m, n = X.shape[-2:]
-        return _unembed(_ns_real(_embed(X, dtype), schedule), m, n, X.real.dtype)
+    if path == "rowform":
+        n = X.shape[-1]
+        Z = _ns_complex_rowform(torch.cat((X.real, X.imag), dim=-1).to(dtype), schedule).to(X.real.dtype)
+        return torch.complex(Z[..., :n], Z[..., n:])
     raise ValueError(f"complex path: expected one of {COMPLEX_PATHS}, got {path!r}")
 
 
@@ -218,7 +240,7 @@ def _polar(
     wide = m <= n
     if not wide:
         X = X.mH
-    chunk = _chunk_size(X)
+    chunk = _chunk_size(X, dtype)
     if chunk >= X.shape[0]:
         X = _newton_schulz(X, schedule, dtype, path)
     else:
