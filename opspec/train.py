@@ -68,14 +68,23 @@ def ensure_data(cfg: DictConfig, progress: bool = True) -> CanonicalFile:
 
 def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
     """The configured optimizer as one object over the whole model (see opspec.optim.build_optimizer)."""
-    hyper = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
-    if cfg.name == "muon":
+    hyper: dict[str, Any] = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
+    if cfg.name != "adamw":
         hyper.update(
-            momentum=cfg.momentum, nesterov=cfg.nesterov, ns_steps=cfg.ns_steps, coefficients=cfg.coefficients,
-            adjust_lr=cfg.adjust_lr, layout=cfg.layout, adamw_lr=cfg.adamw_lr,
-            compute_dtype=None if cfg.compute_dtype == "auto" else getattr(torch, cfg.compute_dtype),
+            ns_steps=cfg.ns_steps, coefficients=cfg.coefficients, adjust_lr=cfg.adjust_lr, layout=cfg.layout,
+            adamw_lr=cfg.adamw_lr, compute_dtype=None if cfg.compute_dtype == "auto" else getattr(torch, cfg.compute_dtype),
         )
-    return build_optimizer(model, cfg.name, **hyper)
+        if cfg.momentum is not None:
+            hyper["momentum"] = cfg.momentum
+        if cfg.name == "specmuon":
+            hyper.update(guided_modes=cfg.guided_modes, relaxation=cfg.relaxation, energy_shift=cfg.energy_shift,
+                         loss_ema=cfg.loss_ema, topk=cfg.topk)
+        else:
+            hyper["nesterov"] = cfg.nesterov
+    try:
+        return build_optimizer(model, cfg.name, **hyper)
+    except ValueError as err:  # an option out of range: one line naming it
+        raise OpspecError(f"optimizer: {err}") from None
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.optim.lr_scheduler.LRScheduler:

@@ -53,7 +53,7 @@ def test_train_cli_writes_run_folder_and_table(tiny_overrides, capsys):
     assert load_checkpoint(run)["epoch"] == 3
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "muon"])
+@pytest.mark.parametrize("optimizer", ["adamw", "muon", "specmuon", "adam_p0.5"])
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_overrides, tmp_path, optimizer):
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=4", f"optimizer.name={optimizer}"])
     full = Trainer(cfg, run_dir=tmp_path / "full")
@@ -119,6 +119,9 @@ def test_evaluate_cli_writes_json_and_png(tiny_overrides, tmp_path, capsys):
     [
         (["-m", "opspec.train", "train.epoch=2"], "unknown config key 'train.epoch'"),
         (["-m", "opspec.train", "train.epochs=two"], "train.epochs"),
+        (["-m", "opspec.train", "optimizer.name=adam_p0.3"], "optimizer.name='adam_p0.3', expected one of"),
+        (["-m", "opspec.train", "optimizer.name=specmuon", "optimizer.relaxation=2", "@DATA",
+          "data.train_resolution=9", "data.eval_resolutions=[9]", "data.generate=false"], "optimizer: SpecMuon: need 0 <= relaxation <= 1"),
         (["-m", "opspec.train", "data.path=/nonexistent/file.h5", "data.generate=false"], "no such file"),
         (["-m", "opspec.train", "data.train_resolution=10", "@DATA"], "resolution 10 is not a strided subsample"),
         (["-m", "opspec.evaluate", "/nonexistent/run"], "no such checkpoint"),

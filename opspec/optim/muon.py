@@ -1,15 +1,23 @@
-"""Muon for real and complex parameters of any layout, one batched Newton–Schulz call per shape group.
+"""Muon and its U Σ^p Vᴴ family for real and complex parameters of any layout, one batched call per shape group.
 
-Per spectral parameter, each step (the torch.optim.Muon conventions):
+Per spectral parameter, each step (Muon: the torch.optim.Muon conventions):
 
-    B ← μB + (1 − μ)G                       (momentum as an EMA; `buf.lerp_(G, 1 − μ)`)
-    Ĝ ← (1 − μ)G + μB  if nesterov else B
-    O ← polar(Ĝ) per matrix of the parameter's layout (per Fourier mode for spectral weights)
+    base "momentum" (mSGD family, Muon's):
+        B ← μB + (1 − μ)G                   (momentum as an EMA; `buf.lerp_(G, 1 − μ)`)
+        D ← (1 − μ)G + μB  if nesterov else B
+    base "adam" (Adam family; β₁, β₂ = adamw_betas, ε = adamw_eps, t = step count):
+        m ← β₁m + (1 − β₁)G,  v ← β₂v + (1 − β₂)G²   (complex: per real and imaginary part)
+        D ← m̂ / (√v̂ + ε),  m̂ = m / (1 − β₁ᵗ),  v̂ = v / (1 − β₂ᵗ)
+    O ← Ψ_p(D) per matrix of the parameter's layout (per Fourier mode for spectral weights):
+        p = 0: polar(D) = U Vᴴ by Newton–Schulz (Muon);  p = 1/4, 1/2: U Σ^p Vᴴ (`spectral_power`);
+        p = 1: D itself.  For p > 0 each matrix is rescaled to ‖O‖_F = √min(rows, cols), the
+        norm of a full-rank polar factor, so the LR rules and learning rates carry over across p.
     θ ← (1 − γλ)θ − γ·scale(rows, cols)·O   (decoupled weight decay, shape-based LR rule)
 
-All matrices of the same (rows, cols, dtype, device) across parameters are stacked and
-orthogonalized in one batched call. Parameters in a group with `use_spectral=False` take an AdamW
-step instead (complex-safe), so one optimizer object serves a whole model.
+Muon is the (momentum, p = 0) member, the default. All matrices of the same (rows, cols, dtype,
+device) across parameters are stacked and mapped in one batched call. Parameters in a group with
+`use_spectral=False` take an AdamW step instead (complex-safe), so one optimizer object serves a
+whole model.
 """
 
 from __future__ import annotations
@@ -25,8 +33,10 @@ from torch.optim import Optimizer
 from opspec.optim.adamw import adamw_step
 from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, to_matrices
 from opspec.optim.polar import COEFFICIENT_SETS, polar
+from opspec.optim.spectral_power import POWERS, spectral_power
 
 LR_RULES = ("original", "match_rms_adamw", "none")
+BASES = ("momentum", "adam")
 
 
 def lr_scale(rows: int, cols: int, rule: str) -> float:
@@ -41,9 +51,11 @@ def lr_scale(rows: int, cols: int, rule: str) -> float:
 
 
 class Muon(Optimizer):
-    """Muon (momentum + polar factor) over real 2-D, conv and complex per-mode spectral parameters.
+    """Muon (momentum + polar factor) and its base × p family over real 2-D, conv and complex
+    per-mode spectral parameters.
 
-    Group options: lr, momentum, nesterov, weight_decay, ns_steps, coefficients ("quintic",
+    Group options: lr, base ("momentum" or "adam"), power (p: 0, 0.25, 0.5 or 1), momentum,
+    nesterov, weight_decay, ns_steps, coefficients ("quintic",
     "polar_express" or a list of (a, b, c)), eps, adjust_lr ("original", "match_rms_adamw",
     "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (None: bf16 on CUDA and on CPUs
     with bf16 hardware, else float32), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
@@ -53,6 +65,8 @@ class Muon(Optimizer):
         self,
         params: Iterable[Tensor] | Iterable[dict[str, Any]],
         lr: float = 0.02,
+        base: str = "momentum",
+        power: float = 0.0,
         momentum: float = 0.95,
         nesterov: bool = True,
         weight_decay: float = 0.0,
@@ -70,10 +84,14 @@ class Muon(Optimizer):
             raise ValueError(f"Muon: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
         if adjust_lr not in LR_RULES:
             raise ValueError(f"Muon: adjust_lr must be one of {LR_RULES}, got {adjust_lr!r}")
+        if base not in BASES:
+            raise ValueError(f"Muon: base must be one of {BASES}, got {base!r}")
+        if power not in POWERS:
+            raise ValueError(f"Muon: power must be one of {POWERS}, got {power!r}")
         if isinstance(coefficients, str) and coefficients not in COEFFICIENT_SETS:
             raise ValueError(f"Muon: coefficients must be one of {COEFFICIENT_SETS} or a list of (a, b, c), got {coefficients!r}")
         defaults = dict(
-            lr=lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
+            lr=lr, base=base, power=float(power), momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, ns_steps=ns_steps,
             coefficients=coefficients, eps=eps, adjust_lr=adjust_lr, layout=layout, compute_dtype=compute_dtype,
             use_spectral=use_spectral, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
         )
@@ -82,6 +100,13 @@ class Muon(Optimizer):
             if group["use_spectral"]:
                 for p in group["params"]:
                     self._layout(p, group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Groups saved before the family options existed load as Muon's (momentum, p = 0)."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("base", "momentum")
+            group.setdefault("power", 0.0)
 
     @staticmethod
     def _layout(p: Tensor, group: dict[str, Any]) -> str:
@@ -98,6 +123,47 @@ class Muon(Optimizer):
             raise ValueError(f"Muon: layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
         return layout
 
+    def _momentum_directions(self, params: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
+        """Muon's base: the EMA momentum buffer, or its Nesterov look-ahead, in two foreach calls."""
+        grads = [p.grad for p in params]
+        for p in params:
+            if "momentum_buffer" not in self.state[p]:
+                self.state[p]["momentum_buffer"] = torch.zeros_like(p)
+        bufs = [self.state[p]["momentum_buffer"] for p in params]
+        momentum = group["momentum"]
+        torch._foreach_lerp_(bufs, grads, 1 - momentum)
+        return torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
+
+    def _adam_directions(self, params: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
+        """The Adam family's base: m̂ / (√v̂ + ε), second moments per real entry (as torch's AdamW)."""
+        beta1, beta2 = group["adamw_betas"]
+        directions = []
+        for p in params:
+            state = self.state[p]
+            g = torch.view_as_real(p.grad) if p.is_complex() else p.grad
+            if "exp_avg" not in state:
+                state["step"] = 0
+                state["exp_avg"] = torch.zeros_like(g)
+                state["exp_avg_sq"] = torch.zeros_like(g)
+            state["step"] += 1
+            m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
+            m.lerp_(g, 1 - beta1)
+            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+            d = (m / (1 - beta1**t)).div_((v / (1 - beta2**t)).sqrt_().add_(group["adamw_eps"]))
+            directions.append(torch.view_as_complex(d) if p.is_complex() else d)
+        return directions
+
+    @staticmethod
+    def _spectral_map(mats: Tensor, power: float, steps: int, coefficients: Any, eps: float, compute_dtype: Any) -> Tensor:
+        """Ψ_p of every matrix in the batch; for p > 0 rescaled to the Frobenius norm √min(rows, cols)."""
+        if power == 0.0:
+            return polar(mats, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
+        out = mats if power == 1.0 else spectral_power(mats, power, compute_dtype=compute_dtype)
+        rows, cols = mats.shape[-2:]
+        real = torch.view_as_real(out) if out.is_complex() else out
+        norm = torch.linalg.vector_norm(real.flatten(1), dim=1).view(-1, 1, 1)
+        return out * (math.sqrt(min(rows, cols)) / (norm + eps))
+
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
         loss = None
@@ -113,28 +179,24 @@ class Muon(Optimizer):
                 continue
             if not params:
                 continue
-            grads = [p.grad for p in params]
-            for p in params:
-                if "momentum_buffer" not in self.state[p]:
-                    self.state[p]["momentum_buffer"] = torch.zeros_like(p)
-            bufs = [self.state[p]["momentum_buffer"] for p in params]
-            momentum = group["momentum"]
-            torch._foreach_lerp_(bufs, grads, 1 - momentum)
-            updates = torch._foreach_lerp(grads, bufs, momentum) if group["nesterov"] else bufs
+            if group["base"] == "adam":
+                directions = self._adam_directions(params, group)
+            else:
+                directions = self._momentum_directions(params, group)
             coefficients = group["coefficients"]
-            for p, update in zip(params, updates):
+            for p, direction in zip(params, directions):
                 layout = self._layout(p, group)
-                mats = to_matrices(update, layout)
+                mats = to_matrices(direction, layout)
                 key = (
-                    tuple(mats.shape[-2:]), mats.dtype, mats.device, group["ns_steps"],
+                    tuple(mats.shape[-2:]), mats.dtype, mats.device, group["power"], group["ns_steps"],
                     coefficients if isinstance(coefficients, str) else tuple(map(tuple, coefficients)),
                     group["eps"], group["compute_dtype"],
                 )
                 buckets[key].append((p, group, layout, mats))
-        for (_, _, _, steps, coefficients, eps, compute_dtype), items in buckets.items():
+        for (_, _, _, power, *settings), items in buckets.items():
             stacked = torch.cat([mats for *_, mats in items]) if len(items) > 1 else items[0][3]
-            ortho = polar(stacked, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
-            for (p, group, layout, mats), o in zip(items, ortho.split([m.shape[0] for *_, m in items])):
+            mapped = self._spectral_map(stacked, power, *settings)
+            for (p, group, layout, mats), o in zip(items, mapped.split([m.shape[0] for *_, m in items])):
                 rows, cols = mats.shape[-2:]
                 p.mul_(1 - group["lr"] * group["weight_decay"])
                 p.add_(from_matrices(o, layout, tuple(p.shape)), alpha=-group["lr"] * lr_scale(rows, cols, group["adjust_lr"]))
