@@ -1,0 +1,201 @@
+"""Compare optimizers on one problem and model: same data, model, epochs and seeds, a small LR sweep each.
+
+    python tools/compare_optimizers.py darcy fno --optimizers adamw,muon,specmuon --epochs 15 --seeds 0
+
+Every (optimizer, lr, seed) run trains with opspec's Trainer from `configs/<problem>_<model>.yaml`
+(or --config) plus the overrides given, and appends its learning curve and final relative L2 at
+every evaluation resolution to OUT/results.jsonl; a rerun skips the runs already there, so an
+interrupted sweep resumes. For each optimizer the LR with the lowest seed-mean final error at the
+training resolution is kept (chosen on the test split: the files have no validation split). Writes
+OUT/summary.md, OUT/summary.csv, OUT/sweep.md and OUT/curves.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from opspec.config import load_config  # noqa: E402
+from opspec.evaluate import evaluate_model  # noqa: E402
+from opspec.optim import OPTIMIZERS  # noqa: E402
+from opspec.train import Trainer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# The centre of each optimizer's LR sweep: AdamW's tuned Darcy LR; the spectral optimizers all use
+# match_rms_adamw scaling (and the family rescales to the polar factor's norm), so one centre fits them.
+BASE_LR = {"adamw": 3e-3}
+DEFAULT_BASE_LR = 1e-2
+
+
+def run_key(optimizer: str, lr: float, seed: int, epochs: int) -> str:
+    return f"{optimizer}|{lr:.6g}|{seed}|{epochs}"
+
+
+def load_results(path: Path) -> dict[str, dict[str, Any]]:
+    if not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return {run_key(r["optimizer"], r["lr"], r["seed"], r["epochs"]): r for r in rows}
+
+
+def train_one(config: str | None, overrides: list[str], optimizer: str, lr: float, seed: int, epochs: int,
+              out: Path) -> dict[str, Any]:
+    """One training run; its learning curve and final errors at every evaluation resolution."""
+    cfg = load_config(config, [
+        *overrides, f"optimizer.name={optimizer}", f"optimizer.lr={lr}", f"seed={seed}", f"train.epochs={epochs}",
+        "train.progress=false", f"out_dir={out / 'runs'}", f"run_name={optimizer}_lr{lr:g}_s{seed}",
+    ])
+    started = time.perf_counter()
+    trainer = Trainer(cfg)
+    history = trainer.fit()
+    final = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size,
+                           trainer.device)
+    return {
+        "optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs,
+        "train_resolution": cfg.data.train_resolution,
+        "curve": [h["test_rel_l2"] for h in history],
+        "train_loss": [h["train_loss"] for h in history],
+        "final": {str(r): v["rel_l2_mean"] for r, v in final.items()},
+        "seconds_per_epoch": statistics.median(h["epoch_seconds"] for h in history),
+        "wall_seconds": time.perf_counter() - started,
+        "run_dir": str(trainer.run_dir),
+    }
+
+
+def _mean_spread(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.4f}"
+    return f"{statistics.mean(values):.4f} ± {(max(values) - min(values)) / 2:.4f}"
+
+
+def summarize(results: list[dict[str, Any]], optimizers: list[str], out: Path, command: str) -> str:
+    """Best LR per optimizer, its errors (mean ± half-range over seeds), epochs to AdamW's final error."""
+    by_opt: dict[str, dict[float, list[dict[str, Any]]]] = {}
+    for r in results:
+        by_opt.setdefault(r["optimizer"], {}).setdefault(r["lr"], []).append(r)
+    train_res = str(results[0]["train_resolution"])
+    resolutions = list(results[0]["final"])
+    best: dict[str, tuple[float, list[dict[str, Any]]]] = {}
+    for name in optimizers:
+        if name in by_opt:
+            lr, runs = min(by_opt[name].items(), key=lambda kv: statistics.mean(r["final"][train_res] for r in kv[1]))
+            best[name] = (lr, runs)
+
+    def mean_curve(runs: list[dict[str, Any]]) -> list[float]:
+        return [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
+
+    target = mean_curve(best["adamw"][1])[-1] if "adamw" in best else None
+    header = ["optimizer", "best lr", *[f"rel L2 @ {r}" + (" (train)" if r == train_res else "") for r in resolutions],
+              "epochs to AdamW's final error", "s / epoch", "seeds"]
+    rows = []
+    for name, (lr, runs) in best.items():
+        curve = mean_curve(runs)
+        reach = next((i + 1 for i, v in enumerate(curve) if target is not None and v <= target), None)
+        rows.append([name, f"{lr:g}", *[_mean_spread([r["final"][res] for r in runs]) for res in resolutions],
+                     "—" if reach is None else f"{reach} of {len(curve)}",
+                     f"{statistics.median(r['seconds_per_epoch'] for r in runs):.2f}", str(len(runs))])
+    with (out / "summary.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    sweep = ["| optimizer | " + " | ".join(f"lr {lr:g}" for lr in sorted({r["lr"] for r in results})) + " |"]
+    all_lrs = sorted({r["lr"] for r in results})
+    sweep.append("|" + "---|" * (len(all_lrs) + 1))
+    for name in optimizers:
+        cells = []
+        for lr in all_lrs:
+            runs = by_opt.get(name, {}).get(lr)
+            cells.append(f"{statistics.mean(r['final'][train_res] for r in runs):.4f}" if runs else "")
+        sweep.append(f"| {name} | " + " | ".join(cells) + " |")
+    (out / "sweep.md").write_text(f"Final relative L2 at the training resolution {train_res}, mean over seeds\n\n"
+                                  + "\n".join(sweep) + "\n")
+    plot_curves(best, out / "curves.png", target)
+    text = (f"Command: `{command}`\n\n" + "\n".join(table) + "\n\nLR sweep (final rel L2 at "
+            f"{train_res}, seed mean):\n\n" + "\n".join(sweep) + "\n")
+    (out / "summary.md").write_text(text)
+    return text
+
+
+def plot_curves(best: dict[str, tuple[float, list[dict[str, Any]]]], path: Path, target: float | None) -> None:
+    """Test relative L2 per epoch at each optimizer's best LR: seed mean, with the seeds' range shaded."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for name, (lr, runs) in best.items():
+        curves = list(zip(*(r["curve"] for r in runs)))
+        epochs = range(1, len(curves) + 1)
+        line, = ax.plot(epochs, [statistics.mean(c) for c in curves], label=f"{name} (lr {lr:g})")
+        if len(runs) > 1:
+            ax.fill_between(epochs, [min(c) for c in curves], [max(c) for c in curves], color=line.get_color(), alpha=0.2)
+    if target is not None:
+        ax.axhline(target, color="gray", ls=":", lw=1, label="AdamW final")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test relative L2 (training resolution)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("problem")
+    parser.add_argument("model")
+    parser.add_argument("--optimizers", default="adamw,muon", help=f"comma-separated, from {', '.join(OPTIMIZERS)}")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
+    parser.add_argument("--lr-factors", default="0.3,1,3", help="the sweep: multiples of each optimizer's base LR")
+    parser.add_argument("--base-lr", action="append", default=[], metavar="NAME=LR", help="override a base LR")
+    parser.add_argument("--config", help="default: configs/<problem>_<model>.yaml")
+    parser.add_argument("--out", help="default: checkpoints/compare_<problem>_<model>")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. data.n_train=200")
+    args = parser.parse_intermixed_args(argv)
+    optimizers = args.optimizers.split(",")
+    unknown = [o for o in optimizers if o not in OPTIMIZERS]
+    if unknown:
+        parser.error(f"unknown optimizers {unknown}; expected names from {list(OPTIMIZERS)}")
+    config = args.config or str(ROOT / "configs" / f"{args.problem}_{args.model}.yaml")
+    if not Path(config).exists():
+        parser.error(f"{config}: no such config (pass --config)")
+    base = dict(BASE_LR)
+    for item in args.base_lr:
+        name, _, value = item.partition("=")
+        base[name] = float(value)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    factors = [float(f) for f in args.lr_factors.split(",")]
+    out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}")
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = load_results(results_path)
+    plan = [(o, float(f"{base.get(o, DEFAULT_BASE_LR) * f:.6g}"), s) for o in optimizers for f in factors for s in seeds]
+    for i, (name, lr, seed) in enumerate(plan, 1):
+        key = run_key(name, lr, seed, args.epochs)
+        if key in done:
+            continue
+        print(f"[{i}/{len(plan)}] {name} lr {lr:g} seed {seed}", flush=True)
+        record = train_one(config, args.overrides, name, lr, seed, args.epochs, out)
+        print(f"    final {record['final']}  {record['wall_seconds']:.0f} s", flush=True)
+        with results_path.open("a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        done[key] = record
+    wanted = {run_key(o, lr, s, args.epochs) for o, lr, s in plan}
+    command = "python tools/compare_optimizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    print(summarize([r for k, r in done.items() if k in wanted], optimizers, out, command))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
