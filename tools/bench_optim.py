@@ -10,8 +10,9 @@ round-robin with the variants' order rotated each round; medians reported):
 2. The four complex spectral weights (64, 64, 16, 9) of a neuraloperator FNO (hidden 64, modes
    16×16, 4 layers): opspec's grouped step (one polar call over 576 matrices) vs a Python loop
    over the Fourier modes doing the same math one 64×64 matrix at a time.
-3. The whole optimizer step (`build_optimizer(model, "muon")`, and torch AdamW for reference) as
-   a fraction of a training step (forward + backward + step; batch 16, 64×64 input, MSE loss).
+3. The whole optimizer step (`build_optimizer(model, name)`: Muon, SpecMuon with either top-k
+   method, two members of the U Σ^p Vᴴ family, and torch AdamW for reference) as a fraction of a
+   training step (forward + backward + step; batch 16, 64×64 input, MSE loss).
 4. Achieved Newton–Schulz FLOP rate of `polar` on each case's stacked batch (real FLOPs of the
    path actually taken) over this device's large-matmul rate (4096² float32; bf16 too on CUDA).
 5. Complex strategies for the (576, 64, 64) complex64 batch: time and error against a float64
@@ -238,35 +239,51 @@ def case_fno_spectral(device: torch.device, repeats: int) -> list[str]:
 
 def case_fno_training(device: torch.device, repeats: int) -> list[str]:
     model = make_fno(device)
-    opt_muon = build_optimizer(model, "muon", lr=1e-3, weight_decay=1e-4)
-    opt_adamw = build_optimizer(model, "adamw", lr=1e-3, weight_decay=1e-4)
+    fixed_loss = torch.ones((), device=device)  # SpecMuon needs the loss: the gradients are already there
+    optimizers = {
+        "opspec Muon (build_optimizer)": build_optimizer(model, "muon", lr=1e-3, weight_decay=1e-4),
+        "opspec SpecMuon, top-6 by warm subspace iteration": build_optimizer(model, "specmuon", lr=1e-3),
+        "opspec SpecMuon, top-6 by batched SVD": build_optimizer(model, "specmuon", lr=1e-3, topk="svd"),
+        "opspec momentum_p0.5 (U Σ^½ Vᴴ)": build_optimizer(model, "momentum_p0.5", lr=1e-3),
+        "opspec adam_p0.25 (U Σ^¼ Vᴴ of Adam's direction)": build_optimizer(model, "adam_p0.25", lr=1e-3),
+        "torch AdamW (reference)": build_optimizer(model, "adamw", lr=1e-3, weight_decay=1e-4),
+    }
+    steps = {name: (lambda opt=opt: opt.step(lambda: fixed_loss)) for name, opt in optimizers.items()}
     g = torch.Generator(device="cpu").manual_seed(2)
     x = torch.randn(16, 1, 64, 64, generator=g).to(device)
     y = torch.randn(16, 1, 64, 64, generator=g).to(device)
+    snapshot = [p.detach().clone() for p in model.parameters()]
 
     def fwd_bwd() -> None:
         model.zero_grad(set_to_none=False)
         nn.functional.mse_loss(model(x), y).backward()
 
+    def restore() -> None:  # every optimizer steps from the same weights, so none drifts the others
+        with torch.no_grad():
+            for p, p0 in zip(model.parameters(), snapshot):
+                p.copy_(p0)
+
     for _ in range(2):  # warm-up: allocations, FFT plans, optimizer state
         fwd_bwd()
-        opt_muon.step()
-        opt_adamw.step()
+        for step in steps.values():
+            step()
+            restore()
     sync(device)
-    ts: dict[str, list[float]] = {"fb": [], "muon": [], "adamw": []}
+    ts: dict[str, list[float]] = {"fb": [], **{name: [] for name in steps}}
     for _ in range(repeats):
-        for name, fn in (("fb", fwd_bwd), ("muon", opt_muon.step), ("adamw", opt_adamw.step)):
+        for name, fn in (("fb", fwd_bwd), *steps.items()):
             sync(device)
             t0 = time.perf_counter()
             fn()
             sync(device)
             ts[name].append(time.perf_counter() - t0)
+            restore()
     fb = med_ms(ts["fb"])
     rows = ["| optimizer | forward+backward ms | optimizer step ms | step / (fwd+bwd+step) | range of that share |", "|---|---|---|---|---|"]
-    for name, label in (("muon", "opspec Muon (build_optimizer)"), ("adamw", "torch AdamW (reference)")):
+    for name in steps:
         st = med_ms(ts[name])
         shares = [s / (f + s) for f, s in zip(ts["fb"], ts[name])]
-        rows.append(f"| {label} | {fb:.0f} | {st:.1f} | {100 * st / (fb + st):.1f}% | {100 * min(shares):.1f}–{100 * max(shares):.1f}% |")
+        rows.append(f"| {name} | {fb:.0f} | {st:.1f} | {100 * st / (fb + st):.1f}% | {100 * min(shares):.1f}–{100 * max(shares):.1f}% |")
     return rows
 
 
