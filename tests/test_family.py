@@ -82,3 +82,12 @@ def test_bad_family_options_are_refused():
         Muon([w], base="rmsprop")
     with pytest.raises(ValueError, match="expected one of"):
         build_optimizer(torch.nn.Linear(3, 3), "adam_p2")
+
+
+def test_bf16_compute_dtype_runs_the_gram_powers_in_float32():
+    """compute_dtype=bf16 speeds up p = 0's Newton–Schulz; p = 1/4, 1/2 still run in float32."""
+    grad = torch.randn(12, 8, dtype=torch.float32, generator=torch.Generator().manual_seed(3))
+    w = torch.nn.Parameter(torch.zeros_like(grad))
+    w.grad = grad.clone()
+    Muon([w], lr=1.0, power=0.5, momentum=0.0, nesterov=False, adjust_lr="none", compute_dtype=torch.bfloat16).step()
+    torch.testing.assert_close(-w.detach().double(), _svd_power(grad, 0.5), atol=2e-3, rtol=0)

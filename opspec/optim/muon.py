@@ -158,7 +158,11 @@ class Muon(Optimizer):
         """Ψ_p of every matrix in the batch; for p > 0 rescaled to the Frobenius norm √min(rows, cols)."""
         if power == 0.0:
             return polar(mats, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
-        out = mats if power == 1.0 else spectral_power(mats, power, compute_dtype=compute_dtype)
+        if power == 1.0:
+            out = mats
+        else:  # the Gram route squares the condition number: never in bf16/fp16 (spectral_power refuses it)
+            low = compute_dtype in (torch.bfloat16, torch.float16)
+            out = spectral_power(mats, power, compute_dtype=None if low else compute_dtype)
         rows, cols = mats.shape[-2:]
         real = torch.view_as_real(out) if out.is_complex() else out
         norm = torch.linalg.vector_norm(real.flatten(1), dim=1).view(-1, 1, 1)

@@ -8,8 +8,8 @@ X (m × n), m ≥ n, the Gram matrix A = XᴴX = V Σ² Vᴴ is always the small
     p = 1    Ψ = G (a copy)
     p = 0    Ψ = polar(X): the Newton–Schulz polar factor of `opspec.optim.polar` with the Polar
              Express coefficients. It iterates on Σ itself, not on Σ², so float32 resolves
-             singular values the Gram route cannot: in 12 steps, relative error ≤ 6e-6 up to
-             κ = 1e3 and 5e-5 at κ = 1e4, where X·A^(−1/2) gives 2e-3 at κ = 1e2 and 0.1 at 1e3
+             singular values the Gram route cannot: in 12 steps, relative error ≤ 6.4e-6 up to
+             κ = 1e3 and 5.0e-5 at κ = 1e4, where X·A^(−1/2) gives 2.4e-3 at κ = 1e2 and 0.1 at 1e3
              (docs/spectral_power.md), at less than half the cost of p = 1/2.
     p = 1/2  Ψ = X · A^(−1/4)                       = U Σ^(1/2) Vᴴ
     p = 1/4  Ψ = X · A^(−1/4) · A^(−1/8)            = U Σ^(1/4) Vᴴ
@@ -38,7 +38,7 @@ For each eigenvalue λ of B / ‖B‖_F, x = z·y starts at λ and follows x ←
 while small, quadratic convergence near 1, so a run needs about log(1/λ_min)/log(9/4) + 3 steps. eps bounds
 λ_min from below and so sets both the step count and the accuracy floor: singular values with
 σ² ≲ eps·‖A‖_F are damped. It also keeps rank-deficient input finite: rounding leaves the Gram
-matrix of a low-rank matrix with slightly negative eigenvalues (float32, rank 1: down to about
+matrix of a low-rank matrix with slightly negative eigenvalues (float32, rank 1 and 8: down to about
 −6e-8·‖A‖_F), and a negative eigenvalue grows without bound under the iteration (in float32,
 eps = 1e-7 turned rank-1 and rank-8 input into NaN; 1e-6 did not). Singular values that are
 exactly 0 map to 0, for every p (so for p = 0 this is the polar factor on the range of G);
@@ -65,12 +65,12 @@ POWERS = (0.0, 0.25, 0.5, 1.0)
 # the first run's count for every eigenvalue ≥ eps of Â to converge, log(1/eps)/log(9/4) + 3.
 DEFAULT_EPS = {torch.float32: 1e-6, torch.float64: 1e-14}
 DEFAULT_STEPS = {torch.float32: 20, torch.float64: 45}
-# p = 0: Polar Express steps; 12 reach float32 rounding (≤ 5e-5) up to κ = 1e4.
+# p = 0: Polar Express steps; 12 give ≤ 5.0e-5 up to κ = 1e4 (10: 2.6e-2 at κ = 1e4).
 DEFAULT_POLAR_STEPS = 12
 POLAR_COEFFICIENTS = "polar_express"
 # Bytes of one (B, n, n) operand per chunk of the batch on a one-thread CPU; None: the whole batch.
-# 512 KiB (16 complex64 64×64 matrices) keeps a step's operands in cache, as in polar.py; measured
-# 1.5x faster than the whole (576, 64, 64) batch at p = 1/2.
+# 512 KiB (16 complex64 64×64 matrices) keeps a step's operands in cache, as in polar.py; at p = 1/2
+# on the (576, 64, 64) complex64 batch, 1.2–1.7x faster than the whole batch (four runs, shared CPU).
 CPU_CHUNK_BYTES: int | None = 512 * 1024
 
 _COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
