@@ -29,6 +29,12 @@ class DataConfig:
     n_train: int = 500
     n_test: int = 100
     seed: int = 0  # the generator's seed (independent of the training seed)
+    # Burgers / Navier–Stokes generation (None: the generator's default; docs/DESIGN.md §3.3):
+    viscosity: Optional[float] = None  # burgers 0.1, navier_stokes 1e-3
+    time_step: Optional[float] = None  # largest solver step
+    t_in: Optional[int] = None  # navier_stokes: input snapshots t = 1..t_in (default 10)
+    t_out: Optional[int] = None  # navier_stokes: output snapshots t = t_in+1..t_in+t_out (default 10)
+    solve_resolution: Optional[int] = None  # navier_stokes: solver grid, a multiple of grid_resolution
     train_resolution: int = 33
     eval_resolutions: list[int] = field(default_factory=lambda: [33, 65, 129])
     in_memory: bool = True
@@ -96,7 +102,7 @@ class Config:
 
 
 CHOICES = {
-    "data.problem": ("darcy",),
+    "data.problem": ("darcy", "burgers", "navier_stokes"),
     "model.name": ("fno",),
     "optimizer.name": OPTIMIZERS,
     "optimizer.topk": TOPK_METHODS,
@@ -127,6 +133,10 @@ def _validate(cfg: DictConfig, where: str) -> None:
     for key in positive:
         if OmegaConf.select(cfg, key) < 1:
             raise OpspecError(f"{where}: {key}={OmegaConf.select(cfg, key)}, expected a positive integer")
+    for key in ("data.viscosity", "data.time_step", "data.t_in", "data.t_out", "data.solve_resolution"):
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value <= 0:
+            raise OpspecError(f"{where}: {key}={value}, expected a positive number (or null for the default)")
     if cfg.optimizer.lr <= 0:
         raise OpspecError(f"{where}: optimizer.lr={cfg.optimizer.lr}, expected a positive number")
     if not cfg.data.eval_resolutions:

@@ -87,7 +87,7 @@ def summary_json(results: dict[int, dict[str, Any]]) -> dict[str, dict[str, floa
 def plot_samples(
     net: torch.nn.Module, file: CanonicalFile, resolution: int, out: str | os.PathLike, n_samples: int = 3
 ) -> Path:
-    """PNG grid: one row per test sample, columns input a / true u / predicted u / |error|."""
+    """PNG grid: one row per test sample, columns input a / true u / predicted u / |error| (first channel each)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -104,8 +104,11 @@ def plot_samples(
         panels = [(a[i, 0], "input a"), (u[i, 0], "truth u"), (pred[i, 0], "prediction"), ((pred[i, 0] - u[i, 0]).abs(), f"|error| (rel L2 {err:.4f})")]
         for ax, (img, title) in zip(axes[i], panels):
             img = img.numpy()
-            shown = ax.imshow(img.T, origin="lower", cmap="viridis", extent=(0, 1, 0, 1))
             ax.set_title(f"sample {i}: {title}", fontsize=9)
+            if img.ndim == 1:  # a 1-D problem (Burgers): a line over the periodic or nodal grid
+                ax.plot(file.coords(resolution)[file.space_dims[0]], img, lw=1)
+                continue
+            shown = ax.imshow(img.T, origin="lower", cmap="viridis", extent=(0, 1, 0, 1))
             ax.set_xticks([])
             ax.set_yticks([])
             fig.colorbar(shown, ax=ax, fraction=0.046)

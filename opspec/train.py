@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from opspec.checkpoint import CHECKPOINT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state, tensor_state_dict
 from opspec.config import load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
-from opspec.data.generate import generate_dataset
+from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
 from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
@@ -48,21 +48,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def ensure_data(cfg: DictConfig, progress: bool = True) -> CanonicalFile:
-    """Open the configured data file, generating it first (with progress) when it is missing."""
+def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | None = None) -> CanonicalFile:
+    """Open the configured data file, generating it first (with progress, on `device`) when it is missing."""
     path = Path(cfg.data.path)
     if not path.exists() and cfg.data.generate:
         print(f"{path} is missing: generating {cfg.data.n_train}+{cfg.data.n_test} {cfg.data.problem} samples "
-              f"at {cfg.data.grid_resolution}^2 (seed {cfg.data.seed})", flush=True)
-        generate_dataset(
-            cfg.data.problem,
-            path,
-            resolution=cfg.data.grid_resolution,
-            n_train=cfg.data.n_train,
-            n_test=cfg.data.n_test,
-            seed=cfg.data.seed,
-            progress=progress,
-        )
+              f"at resolution {cfg.data.grid_resolution} (seed {cfg.data.seed})", flush=True)
+        options = {k: cfg.data.get(k) for k in GENERATE_OPTIONS[cfg.data.problem] if k in cfg.data}
+        if "device" in GENERATE_OPTIONS[cfg.data.problem] and device is not None:
+            options["device"] = str(device)
+        try:
+            generate_dataset(
+                cfg.data.problem,
+                path,
+                resolution=cfg.data.grid_resolution,
+                n_train=cfg.data.n_train,
+                n_test=cfg.data.n_test,
+                seed=cfg.data.seed,
+                progress=progress,
+                **options,
+            )
+        except ValueError as err:  # the generators validate their arguments before writing anything
+            raise OpspecError(f"data: generating {cfg.data.problem}: {err}") from None
     return CanonicalFile(path)
 
 
@@ -145,13 +152,18 @@ class Trainer:
         self.device = resolve_device(cfg.train.device)
         if cfg.train.keep_freed_memory:
             keep_freed_memory()
-        self.file = ensure_data(cfg, progress=cfg.train.progress)
+        self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
         self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         for r in cfg.data.eval_resolutions:
             self.file.stride(r)
         a0, u0 = self.train_data[0]
         self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1}
+        if len(cfg.model.n_modes) != self.meta["n_space"]:
+            raise OpspecError(
+                f"model.n_modes={list(cfg.model.n_modes)}: {len(cfg.model.n_modes)} entries, but {self.file.path} "
+                f"has {self.meta['n_space']} spatial dimension(s) {self.file.space_dims}; give one mode count per axis"
+            )
 
         seed_everything(cfg.seed)
         model = build_model(cfg.model, self.meta["in_channels"], self.meta["out_channels"])
@@ -287,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     trainer = Trainer(cfg, resume=resume)
     print(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
-          f"at {cfg.data.train_resolution}^2, device {trainer.device})", flush=True)
+          f"at resolution {cfg.data.train_resolution}, device {trainer.device})", flush=True)
     trainer.fit()
     results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size, trainer.device)
     (trainer.run_dir / "eval.json").write_text(json.dumps(summary_json(results), indent=2) + "\n")

@@ -88,16 +88,27 @@ class CanonicalWriter:
         n: int,
         *,
         extra_dims: Mapping[str, int] | None = None,
+        extra_coords: Mapping[str, np.ndarray] | None = None,
         a_dims: Sequence[str] | None = None,
         u_dims: Sequence[str] | None = None,
         attrs: Mapping[str, Any] | None = None,
     ) -> None:
-        """Declare a split of n samples; `a` and `u` default to dimensions (sample, *space)."""
+        """Declare a split of n samples; `a` and `u` default to dimensions (sample, *space).
+
+        `extra_dims` adds channel/time dimensions by size; `extra_coords` adds them with a 1-D
+        coordinate variable of the same name (e.g. the snapshot times of a time axis).
+        """
         assert self._file is not None, "use CanonicalWriter as a context manager"
         space = tuple(self.coords)
+        extra = {name: np.asarray(values, dtype=np.float64) for name, values in (extra_coords or {}).items()}
         group = self._file.create_group(split)
-        group.dimensions = {"sample": n, **dict(extra_dims or {}), **{k: len(v) for k, v in self.coords.items()}}
-        for name, values in self.coords.items():
+        group.dimensions = {
+            "sample": n,
+            **dict(extra_dims or {}),
+            **{k: len(v) for k, v in extra.items()},
+            **{k: len(v) for k, v in self.coords.items()},
+        }
+        for name, values in {**extra, **self.coords}.items():
             group.create_variable(name, (name,), data=values)
         for name, dims in (("a", a_dims), ("u", u_dims)):
             dims = tuple(dims) if dims is not None else ("sample", *space)
