@@ -1,4 +1,4 @@
-"""`python -m opspec.data generate|info`: make canonical data files and summarize them."""
+"""`python -m opspec.data generate|info|convert|download|list`: make, convert, fetch and summarize canonical data files."""
 
 from __future__ import annotations
 
@@ -9,24 +9,49 @@ from pathlib import Path
 from typing import Sequence
 
 from opspec.data.canonical import CanonicalFile
-from opspec.data.generate import PROBLEMS, generate_dataset
+from opspec.data.convert import add_convert_parser
+from opspec.data.download import add_download_parsers
+from opspec.data.generate import OPTIONS, PROBLEMS, generate_dataset
 from opspec.errors import OpspecError, cli_main
+
+
+# Sized to finish in a few minutes on a 2-core CPU; the papers' sizes are flags away.
+GENERATE_DEFAULTS = {
+    "darcy": {"resolution": 129, "n_train": 500, "n_test": 100},
+    "burgers": {"resolution": 1024, "n_train": 1000, "n_test": 200},
+    "navier_stokes": {"resolution": 64, "n_train": 200, "n_test": 50},
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m opspec.data", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    gen = sub.add_parser("generate", help="generate a dataset with opspec's own solver")
+    gen = sub.add_parser("generate", help="generate a dataset with opspec's own solver",
+                         description="Defaults per problem: " + "; ".join(
+                             f"{p}: " + ", ".join(f"{k}={v}" for k, v in d.items()) for p, d in GENERATE_DEFAULTS.items()))
     gen.add_argument("problem", choices=PROBLEMS)
-    gen.add_argument("--resolution", type=int, default=129, help="grid points per axis (nodal, boundary included)")
-    gen.add_argument("--n-train", type=int, default=500)
-    gen.add_argument("--n-test", type=int, default=100)
+    gen.add_argument("--resolution", type=int, help="grid points per axis (darcy: nodal, boundary included; burgers, "
+                     "navier_stokes: periodic)")
+    gen.add_argument("--n-train", type=int)
+    gen.add_argument("--n-test", type=int)
     gen.add_argument("--seed", type=int, default=0)
-    gen.add_argument("--batch-size", type=int, default=32, help="samples per generator batch")
+    gen.add_argument("--batch-size", type=int, help="samples per generator batch (default: darcy 32, burgers 100, "
+                     "navier_stokes 20)")
+    gen.add_argument("--viscosity", type=float, help="burgers (default 0.1), navier_stokes (default 1e-3)")
+    gen.add_argument("--time", type=float, help="burgers: the final time T of the map u(., 0) -> u(., T) (default 1)")
+    gen.add_argument("--time-step", type=float, help="largest solver step (burgers default 1e-3; navier_stokes "
+                     "default 0.64 / solve resolution; the paper's NS data used 1e-4 at 256^2)")
+    gen.add_argument("--t-in", type=int, help="navier_stokes: input snapshots at t = 1..t_in (default 10)")
+    gen.add_argument("--t-out", type=int, help="navier_stokes: output snapshots at t = t_in+1..t_in+t_out (default 10)")
+    gen.add_argument("--solve-resolution", type=int, help="navier_stokes: solve on this grid, a multiple of "
+                     "--resolution, and store strided (the paper: 256 stored at 64)")
+    gen.add_argument("--device", help="burgers, navier_stokes: torch device of the solver (default cpu)")
     gen.add_argument("--out", required=True, help="the canonical HDF5 file to write")
     gen.add_argument("--force", action="store_true", help="replace an existing file")
     info = sub.add_parser("info", help="summarize a canonical file (variables, shapes, attributes)")
     info.add_argument("file")
+    add_convert_parser(sub)
+    add_download_parsers(sub)
     return parser.parse_args(argv)
 
 
@@ -36,20 +61,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "info":
         print(CanonicalFile(args.file).describe())
         return 0
+    if args.command != "generate":  # convert, download, list
+        return args.func(args)
     if Path(args.out).exists() and not args.force:
         raise OpspecError(f"{args.out}: already exists (pass --force to replace it)")
-    if args.resolution < 3:
-        raise OpspecError(f"--resolution {args.resolution}: expected at least 3 grid points")
-    if args.n_train < 1 or args.n_test < 1 or args.batch_size < 1:
+    settings = {**GENERATE_DEFAULTS[args.problem],
+                **{k: getattr(args, k) for k in ("resolution", "n_train", "n_test") if getattr(args, k) is not None}}
+    minimum = 3 if args.problem == "darcy" else 4
+    if settings["resolution"] < minimum:
+        raise OpspecError(f"--resolution {settings['resolution']}: expected at least {minimum} grid points")
+    if settings["n_train"] < 1 or settings["n_test"] < 1 or (args.batch_size is not None and args.batch_size < 1):
         raise OpspecError("--n-train, --n-test and --batch-size must be at least 1")
+    options = {k: getattr(args, k) for k in OPTIONS[args.problem]}
+    foreign = [k for k in ("viscosity", "time", "time_step", "t_in", "t_out", "solve_resolution", "device")
+               if k not in options and getattr(args, k) is not None]
+    if foreign:
+        flags = ", ".join("--" + k.replace("_", "-") for k in foreign)
+        raise OpspecError(f"{flags}: not an option of {args.problem} (it takes {OPTIONS[args.problem] or 'none'})")
     start = time.perf_counter()
-    out = generate_dataset(
-        args.problem, args.out, resolution=args.resolution, n_train=args.n_train, n_test=args.n_test,
-        seed=args.seed, batch_size=args.batch_size,
-    )
+    try:
+        out = generate_dataset(args.problem, args.out, seed=args.seed, batch_size=args.batch_size, **settings, **options)
+    except ValueError as err:  # the generators validate their arguments before writing anything
+        raise OpspecError(f"generate {args.problem}: {err}") from None
     seconds = time.perf_counter() - start
-    n = args.n_train + args.n_test
-    print(f"wrote {out}: {n} samples at {args.resolution}^2 in {seconds:.1f} s ({n / seconds:.1f} samples/s)")
+    n = settings["n_train"] + settings["n_test"]
+    grid = "x".join([str(settings["resolution"])] * (1 if args.problem == "burgers" else 2))
+    print(f"wrote {out}: {n} samples at {grid} in {seconds:.1f} s ({n / seconds:.2f} samples/s)")
     return 0
 
 

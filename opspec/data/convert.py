@@ -1,0 +1,166 @@
+"""`convert`: a foreign data file (or a train/test pair) → one canonical file, streamed chunk by chunk.
+
+The output is written through CanonicalWriter (temp file, then rename), so a bad input — missing keys,
+inconsistent shapes, NaN or inf, a truncated file — raises OpspecError and leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from opspec.data.canonical import CanonicalWriter
+from opspec.data.formats import FORMATS, ForeignFile, open_foreign
+from opspec.errors import OpspecError
+
+DEFAULT_TRAIN_FRACTION = 0.9
+DEFAULT_CHUNK_MB = 32.0
+
+
+def parse_split(value: str | float | int | None) -> str | float | int | None:
+    """'train' / 'test' (the file is that whole split), a fraction in (0, 1) or a train count ≥ 1; None stays None."""
+    if value is None or value in ("train", "test"):
+        return value
+    if isinstance(value, str):
+        try:
+            value = int(value) if value.isdigit() else float(value)
+        except ValueError:
+            raise OpspecError(f"--split {value!r}: expected train, test, a fraction in (0, 1) or a train count") from None
+    if isinstance(value, float) and 0.0 < value < 1.0:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise OpspecError(f"--split {value!r}: expected train, test, a fraction in (0, 1) or a train count ≥ 1")
+
+
+def _plan(reader: ForeignFile, pair: ForeignFile | None, split: str | float | int | None) -> list[tuple[ForeignFile, str, int, int]]:
+    """(reader, canonical split, first sample, stop) ranges that make up train and test."""
+    n = reader.layout.n
+    if pair is not None:
+        if split not in (None, "train", "test"):
+            raise OpspecError(f"--split {split!r} with --pair: use train (SRC is train, the pair is test) or test")
+        if not reader.layout.same_grid_as(pair.layout):
+            raise OpspecError(
+                f"{pair.path}: inconsistent shapes with {reader.path}: a{pair.layout.a_shape}/u{pair.layout.u_shape} "
+                f"vs a{reader.layout.a_shape}/u{reader.layout.u_shape} (both splits need one grid)"
+            )
+        train, test = (pair, reader) if split == "test" else (reader, pair)
+        return [(train, "train", 0, train.layout.n), (test, "test", 0, test.layout.n)]
+    if split in ("train", "test"):
+        raise OpspecError(f"--split {split}: a canonical file needs both splits; give the other file with --pair")
+    n_train = round(n * (DEFAULT_TRAIN_FRACTION if split is None else split)) if not isinstance(split, int) else split
+    if not 1 <= n_train < n:
+        raise OpspecError(f"{reader.path}: {n} samples cannot be split into {n_train} train and {n - n_train} test")
+    return [(reader, "train", 0, n_train), (reader, "test", n_train, n)]
+
+
+def _check_finite(reader: ForeignFile, first: int, a: np.ndarray, u: np.ndarray) -> None:
+    """Refuse NaN or inf: name the file, the variable and the first bad sample."""
+    for name, data in (("input", a), ("output", u)):
+        finite = np.isfinite(data).reshape(len(data), -1).all(axis=1)
+        if not finite.all():
+            bad = first + int(np.argmin(finite))
+            raise OpspecError(f"{reader.path}: the {name} contains NaN or inf (first at sample {bad}); refusing to convert")
+
+
+def convert(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    problem: str,
+    fmt: str | None = None,
+    split: str | float | int | None = None,
+    pair: str | os.PathLike | None = None,
+    chunk_mb: float = DEFAULT_CHUNK_MB,
+    force: bool = False,
+    attrs: dict[str, Any] | None = None,
+    progress: bool = False,
+) -> Path:
+    """Convert `src` (and `pair`, the other split) to the canonical file `out`, `chunk_mb` of output at a time.
+
+    `split`: None → the first 90 % of samples train, the rest test (or SRC train / PAIR test with a pair);
+    a fraction or a count → that many train samples first; 'train' / 'test' → SRC is that split, PAIR the other.
+    """
+    out = Path(out)
+    if out.exists() and not force:
+        raise OpspecError(f"{out}: already exists (pass --force to replace it)")
+    if not problem:
+        raise OpspecError("--problem: give the problem name stored in the file (e.g. darcy, burgers, navier_stokes)")
+    split = parse_split(split)
+    readers: list[ForeignFile] = []
+    try:
+        readers.append(open_foreign(src, fmt))
+        if pair is not None:
+            readers.append(open_foreign(pair, fmt))
+        reader = readers[0]
+        layout = reader.layout
+        plan = _plan(reader, readers[1] if pair is not None else None, split)
+        root_attrs = {
+            "source": Path(src).name,
+            "source_format": reader.format,
+            "source_layout": layout.name,
+            **({"source_pair": Path(pair).name} if pair is not None else {}),
+            **layout.attrs,
+            **dict(attrs or {}),
+        }
+        rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))
+        bar = _progress(sum(stop - start for _, _, start, stop in plan), enabled=progress)
+        with CanonicalWriter(out, problem=problem, coords=layout.coords, grid=layout.grid, attrs=root_attrs) as writer:
+            for part, name, start, stop in plan:
+                writer.add_split(
+                    name, stop - start, extra_dims=layout.extra_dims(), extra_coords=layout.extra_coords,
+                    a_dims=("sample", *layout.a_dims), u_dims=("sample", *layout.u_dims),
+                    attrs={"source": part.path.name, "source_samples": f"{start}:{stop}"},
+                )
+            for part, name, start, stop in plan:
+                for first, a, u in part.chunks(rows, start, stop):
+                    _check_finite(part, first, a, u)
+                    writer.append(name, a, u)
+                    bar.update(len(a))
+        bar.close()
+    finally:
+        for r in readers:
+            r.close()
+    return out
+
+
+def _progress(total: int, enabled: bool):
+    """A tqdm bar over samples; silent when `enabled` is false."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="sample", desc="convert", disable=not enabled)
+
+
+def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `convert SRC [--from FORMAT] --problem P [--split ...] [--pair FILE] --out FILE` to a CLI."""
+    p = subparsers.add_parser("convert", help="convert a foreign data file (FNO .mat, PDEBench HDF5, neuraloperator .pt)")
+    p.add_argument("src", help="the foreign file")
+    p.add_argument("--from", dest="fmt", choices=FORMATS, default=None, help="force the input format (default: detect)")
+    p.add_argument("--problem", required=True, help="problem name stored in the canonical file (darcy, burgers, …)")
+    p.add_argument(
+        "--split", default=None,
+        help="fraction or count of train samples (default 0.9), or train/test when --pair gives the other split",
+    )
+    p.add_argument("--pair", default=None, help="a second file holding the other split (e.g. darcy_test_16.pt)")
+    p.add_argument("--out", required=True, help="the canonical HDF5 file to write")
+    p.add_argument("--chunk-mb", type=float, default=DEFAULT_CHUNK_MB, help="output MB per chunk (memory bound)")
+    p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.set_defaults(func=run_convert)
+    return p
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    """The `convert` command: convert, then print what was written and how fast."""
+    start = time.perf_counter()
+    out = convert(
+        args.src, args.out, problem=args.problem, fmt=args.fmt, split=args.split, pair=args.pair,
+        chunk_mb=args.chunk_mb, force=args.force, progress=True,
+    )
+    size = out.stat().st_size / 2**20
+    print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")
+    return 0

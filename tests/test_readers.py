@@ -1,0 +1,233 @@
+"""Foreign layouts written by the test in their exact published layout, converted, and read back."""
+
+from __future__ import annotations
+
+import argparse
+
+import h5py
+import numpy as np
+import pytest
+import scipy.io
+import torch
+
+from opspec.data.canonical import CanonicalFile
+from opspec.data.convert import add_convert_parser, convert, run_convert
+from opspec.data.formats import detect_format, open_foreign
+from opspec.errors import OpspecError
+
+RNG = np.random.default_rng(0)
+
+
+def write_mat73(path, arrays: dict[str, np.ndarray]) -> None:
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 after a 512-byte MAT header, every array's axes reversed."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for key, value in arrays.items():
+            f[key] = np.ascontiguousarray(value.transpose())
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116)
+    with open(path, "r+b") as fh:
+        fh.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")
+
+
+def read_all(path):
+    with CanonicalFile(path) as f:
+        return f, {s: (f.read(s, "a"), f.read(s, "u")) for s in ("train", "test")}
+
+
+def test_fno_darcy_mat_v5(tmp_path):
+    coeff = np.where(RNG.random((10, 9, 9)) > 0.5, 12.0, 3.0)
+    sol = RNG.random((10, 9, 9))
+    scipy.io.savemat(tmp_path / "piececonst_r9_N10.mat", {"coeff": coeff, "sol": sol, "Kcoeff": coeff[0]})
+    assert detect_format(tmp_path / "piececonst_r9_N10.mat") == "mat5"
+    out = convert(tmp_path / "piececonst_r9_N10.mat", tmp_path / "d.h5", problem="darcy", split=8)
+    f, data = read_all(out)
+    assert f.grid == "nodal" and f.problem == "darcy" and f.attrs["source_format"] == "mat5"
+    np.testing.assert_allclose(data["train"][0], coeff[:8].astype(np.float32))
+    np.testing.assert_allclose(data["test"][1], sol[8:].astype(np.float32))
+    np.testing.assert_allclose(f.coords()["x"], np.linspace(0, 1, 9))
+    assert f.valid_resolutions() == [9, 5, 3, 2]
+
+
+def test_fno_burgers_mat_v5_ratio_split(tmp_path):
+    a, u = RNG.standard_normal((20, 16)), RNG.standard_normal((20, 16))
+    scipy.io.savemat(tmp_path / "burgers_data_R10.mat", {"a": a, "u": u})
+    out = convert(tmp_path / "burgers_data_R10.mat", tmp_path / "b.h5", problem="burgers", split=0.75, chunk_mb=1e-4)
+    f, data = read_all(out)
+    assert f.n_samples("train") == 15 and f.n_samples("test") == 5 and f.grid == "periodic"
+    np.testing.assert_allclose(data["test"][0], a[15:].astype(np.float32))
+    np.testing.assert_allclose(data["train"][1], u[:15].astype(np.float32))
+
+
+def test_fno_navier_stokes_mat_v73_reverses_axes(tmp_path):
+    a, u = RNG.standard_normal((6, 8, 8)), RNG.standard_normal((6, 8, 8, 5))
+    t = np.arange(1.0, 6.0)[None, :]
+    path = tmp_path / "ns_V1e-3_N6_T5.mat"
+    write_mat73(path, {"a": a, "u": u, "t": t})
+    with h5py.File(path, "r") as h:
+        assert h["u"].shape == (5, 8, 8, 6)
+    assert detect_format(path) == "mat73"
+    out = convert(path, tmp_path / "ns.h5", problem="navier_stokes", split=4, chunk_mb=1e-3)
+    f, data = read_all(out)
+    assert f.dims["train"]["u"] == ("sample", "t", "x", "y")
+    np.testing.assert_allclose(data["train"][0], a[:4].astype(np.float32))
+    np.testing.assert_allclose(data["test"][1], np.moveaxis(u[4:], -1, 1).astype(np.float32))
+    with h5py.File(out, "r") as h:
+        np.testing.assert_allclose(h["train/t"][()], [1, 2, 3, 4, 5])
+
+
+def test_pdebench_burgers_1d(tmp_path):
+    tensor = RNG.standard_normal((10, 6, 16)).astype(np.float32)
+    x = (np.arange(16) + 0.5) / 16
+    path = tmp_path / "1D_Burgers_Sols_Nu0.001.hdf5"
+    with h5py.File(path, "w") as h:
+        h["tensor"], h["x-coordinate"], h["t-coordinate"] = tensor, x, np.linspace(0, 2, 7)
+    out = convert(path, tmp_path / "pb.h5", problem="burgers", split=0.8)
+    f, data = read_all(out)
+    assert f.dims["train"]["a"] == ("sample", "x") and f.dims["train"]["u"] == ("sample", "t", "x")
+    np.testing.assert_allclose(data["train"][0], tensor[:8, 0])
+    np.testing.assert_allclose(data["test"][1], tensor[8:, 1:])
+    np.testing.assert_allclose(f.coords()["x"], x)
+    with h5py.File(out, "r") as h:
+        np.testing.assert_allclose(h["test/t"][()], np.linspace(0, 2, 7)[1:6])
+
+
+def test_pdebench_darcy_2d(tmp_path):
+    nu = RNG.random((10, 8, 8)).astype(np.float32)
+    tensor = RNG.random((10, 1, 8, 8)).astype(np.float32)
+    path = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
+    with h5py.File(path, "w") as h:
+        h["nu"], h["tensor"] = nu, tensor
+        h["x-coordinate"] = h["y-coordinate"] = (np.arange(8) + 0.5) / 8
+        h.attrs["beta"] = 1.0
+    out = convert(path, tmp_path / "pd.h5", problem="darcy")
+    f, data = read_all(out)
+    assert f.n_samples("train") == 9 and f.attrs["source_beta"] == 1.0
+    np.testing.assert_allclose(data["train"][0], nu[:9])
+    np.testing.assert_allclose(data["test"][1], tensor[9:, 0])
+    assert f.valid_resolutions() == [8, 4, 2]
+
+
+def test_pdebench_navier_stokes_incompressible(tmp_path):
+    n, t, s = 3, 4, 8
+    velocity = RNG.standard_normal((n, t, s, s, 2)).astype(np.float32)
+    particles = RNG.random((n, t, s, s, 1)).astype(np.float32)
+    force = RNG.standard_normal((n, s, s, 2)).astype(np.float32)
+    path = tmp_path / "ns_incom_inhom_2d_512-0.h5"
+    with h5py.File(path, "w") as h:
+        h["velocity"], h["particles"], h["force"] = velocity, particles, force
+        h["t"] = np.tile(np.arange(t) * 0.05, (n, 1))
+    out = convert(path, tmp_path / "pns.h5", problem="navier_stokes", split=2)
+    f, data = read_all(out)
+    assert f.dims["train"]["a"] == ("sample", "a_channel", "x", "y")
+    assert f.dims["train"]["u"] == ("sample", "t", "channel", "x", "y")
+    a0 = data["train"][0][1]
+    np.testing.assert_allclose(a0[0], velocity[1, 0, ..., 0])
+    np.testing.assert_allclose(a0[2], particles[1, 0, ..., 0])
+    np.testing.assert_allclose(a0[4], force[1, ..., 1])
+    u_test = data["test"][1][0]
+    np.testing.assert_allclose(u_test[:, 1], velocity[2, 1:, ..., 1])
+    np.testing.assert_allclose(u_test[:, 2], particles[2, 1:, ..., 0])
+
+
+def test_neuralop_pt_pair_with_bool_inputs(tmp_path):
+    x_train = torch.rand(6, 8, 8) > 0.5
+    y_train = torch.rand(6, 8, 8)
+    x_test, y_test = torch.rand(3, 8, 8) > 0.5, torch.rand(3, 8, 8)
+    torch.save({"x": x_train, "y": y_train}, tmp_path / "darcy_train_8.pt")
+    torch.save({"x": x_test, "y": y_test}, tmp_path / "darcy_test_8.pt")
+    assert detect_format(tmp_path / "darcy_train_8.pt") == "pt"
+    out = convert(tmp_path / "darcy_train_8.pt", tmp_path / "n.h5", problem="darcy", pair=tmp_path / "darcy_test_8.pt")
+    f, data = read_all(out)
+    assert f.n_samples("train") == 6 and f.n_samples("test") == 3
+    np.testing.assert_array_equal(data["train"][0], x_train.float().numpy())
+    np.testing.assert_allclose(data["test"][1], y_test.numpy())
+    np.testing.assert_allclose(f.coords()["x"], np.arange(8) / 8)
+
+
+def test_cli_functions_and_forced_format(tmp_path, capsys):
+    scipy.io.savemat(tmp_path / "b.mat", {"a": RNG.random((4, 8)), "u": RNG.random((4, 8))})
+    parser = argparse.ArgumentParser()
+    add_convert_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["convert", str(tmp_path / "b.mat"), "--from", "mat5", "--problem", "burgers",
+                              "--split", "3", "--out", str(tmp_path / "b.h5")])
+    assert args.func(args) == 0 and run_convert is args.func
+    assert "wrote" in capsys.readouterr().out
+    with pytest.raises(OpspecError, match="already exists"):
+        run_convert(args)
+
+
+def _bad_v5_shapes(p):
+    scipy.io.savemat(p, {"coeff": np.ones((5, 4, 4)), "sol": np.ones((4, 4, 4))})
+
+
+def _bad_missing_keys(p):
+    scipy.io.savemat(p, {"input": np.ones((5, 4, 4)), "output": np.ones((5, 4, 4))})
+
+
+def _bad_nan(p):
+    sol = np.ones((5, 4, 4))
+    sol[3, 1, 1] = np.nan
+    scipy.io.savemat(p, {"coeff": np.ones((5, 4, 4)), "sol": sol})
+
+
+def _bad_inf_v73(p):
+    u = np.ones((6, 4, 4, 3))
+    u[5, 0, 0, 2] = np.inf
+    write_mat73(p, {"a": np.ones((6, 4, 4)), "u": u})
+
+
+def _bad_mat_v4(p):
+    scipy.io.savemat(p, {"a": np.ones((3, 4)), "u": np.ones((3, 4))}, format="4")
+
+
+def _bad_truncated_hdf5(p):
+    with h5py.File(p, "w") as h:
+        h["tensor"] = np.ones((40, 5, 64), dtype=np.float32)
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+
+
+def _bad_pdebench_shapes(p):
+    with h5py.File(p, "w") as h:
+        h["nu"] = np.ones((5, 8, 8))
+        h["tensor"] = np.ones((5, 1, 4, 4))
+
+
+def _bad_pt_keys(p):
+    torch.save({"inputs": torch.ones(3, 4, 4), "y": torch.ones(3, 4, 4)}, p)
+
+
+def _bad_pt_samples(p):
+    torch.save({"x": torch.ones(3, 4, 4), "y": torch.ones(2, 4, 4)}, p)
+
+
+@pytest.mark.parametrize(
+    "name, make, message",
+    [
+        ("shapes.mat", _bad_v5_shapes, "inconsistent shapes"),
+        ("keys.mat", _bad_missing_keys, "missing keys"),
+        ("nan.mat", _bad_nan, "NaN or inf .first at sample 3"),
+        ("inf.mat", _bad_inf_v73, "NaN or inf .first at sample 5"),
+        ("v4.mat", _bad_mat_v4, "neither MATLAB v5 nor v7.3"),
+        ("truncated.h5", _bad_truncated_hdf5, "cannot open as HDF5"),
+        ("grid.hdf5", _bad_pdebench_shapes, "inconsistent shapes"),
+        ("keys.pt", _bad_pt_keys, "missing keys"),
+        ("samples.pt", _bad_pt_samples, "inconsistent shapes"),
+    ],
+)
+def test_bad_files_give_one_clear_error_and_no_output(tmp_path, name, make, message):
+    src = tmp_path / name
+    make(src)
+    out = tmp_path / "out" / "x.h5"
+    with pytest.raises(OpspecError, match=message) as err:
+        convert(src, out, problem="p", split=2)
+    assert str(src) in str(err.value)
+    assert not out.exists()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_streaming_reads_bounded_chunks(tmp_path):
+    path = tmp_path / "ns.mat"
+    write_mat73(path, {"a": RNG.random((9, 4, 4)), "u": RNG.random((9, 4, 4, 2))})
+    with open_foreign(path) as reader:
+        sizes = [len(a) for _, a, _ in reader.chunks(4)]
+    assert sizes == [4, 4, 1]
