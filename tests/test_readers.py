@@ -72,6 +72,19 @@ def test_fno_navier_stokes_mat_v73_reverses_axes(tmp_path):
     np.testing.assert_allclose(data["test"][1], np.moveaxis(u[4:], -1, 1).astype(np.float32))
     with h5py.File(out, "r") as h:
         np.testing.assert_allclose(h["train/t"][()], [1, 2, 3, 4, 5])
+    # the FNO paper's task: the first t_in snapshots in, the rest out (as opspec's generator writes)
+    task = convert(path, tmp_path / "ns_task.h5", problem="navier_stokes", split=4, t_in=2)
+    f, data = read_all(task)
+    assert f.dims["train"]["a"] == ("sample", "t_in", "x", "y") and f.dims["train"]["u"] == ("sample", "t_out", "x", "y")
+    trajectory = np.moveaxis(u, -1, 1).astype(np.float32)
+    np.testing.assert_allclose(data["train"][0], trajectory[:4, :2])
+    np.testing.assert_allclose(data["test"][1], trajectory[4:, 2:])
+    with h5py.File(task, "r") as h:
+        np.testing.assert_allclose(h["train/t_in"][()], [1, 2])
+        np.testing.assert_allclose(h["train/t_out"][()], [3, 4, 5])
+    with pytest.raises(OpspecError, match="--t-in 5: expected 1 to 4"):
+        convert(path, tmp_path / "bad.h5", problem="navier_stokes", t_in=5)
+    assert not (tmp_path / "bad.h5").exists()
 
 
 def test_pdebench_burgers_1d(tmp_path):

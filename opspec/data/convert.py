@@ -7,6 +7,7 @@ inconsistent shapes, NaN or inf, a truncated file — raises OpspecError and lea
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import time
 from pathlib import Path
@@ -16,6 +17,7 @@ import numpy as np
 
 from opspec.data.canonical import CanonicalWriter
 from opspec.data.formats import FORMATS, ForeignFile, open_foreign
+from opspec.data.formats.base import Layout
 from opspec.errors import OpspecError
 
 DEFAULT_TRAIN_FRACTION = 0.9
@@ -80,11 +82,14 @@ def convert(
     force: bool = False,
     attrs: dict[str, Any] | None = None,
     progress: bool = False,
+    t_in: int | None = None,
 ) -> Path:
     """Convert `src` (and `pair`, the other split) to the canonical file `out`, `chunk_mb` of output at a time.
 
     `split`: None → the first 90 % of samples train, the rest test (or SRC train / PAIR test with a pair);
     a fraction or a count → that many train samples first; 'train' / 'test' → SRC is that split, PAIR the other.
+    `t_in`: for a trajectory output u (time first), the FNO papers' task instead: a = u at the first
+    t_in times, u = the rest (coordinates t_in and t_out, as opspec's Navier–Stokes generator writes).
     """
     out = Path(out)
     if out.exists() and not force:
@@ -100,6 +105,8 @@ def convert(
         reader = readers[0]
         layout = reader.layout
         plan = _plan(reader, readers[1] if pair is not None else None, split)
+        if t_in is not None:
+            layout = split_time(reader.path, layout, t_in)
         root_attrs = {
             "source": Path(src).name,
             "source_format": reader.format,
@@ -120,6 +127,8 @@ def convert(
             for part, name, start, stop in plan:
                 for first, a, u in part.chunks(rows, start, stop):
                     _check_finite(part, first, a, u)
+                    if t_in is not None:
+                        a, u = u[:, :t_in], u[:, t_in:]
                     writer.append(name, a, u)
                     bar.update(len(a))
         bar.close()
@@ -127,6 +136,22 @@ def convert(
         for r in readers:
             r.close()
     return out
+
+
+def split_time(path: Path, layout: Layout, t_in: int) -> Layout:
+    """The layout of (u at the first t_in times) → (u at the later times), dropping the file's own input."""
+    if not layout.u_dims or layout.u_dims[0] != "t":
+        raise OpspecError(f"{path}: --t-in needs an output with a leading time axis; this file's output has dims {layout.u_dims}")
+    steps = layout.u_shape[0]
+    if not 1 <= t_in < steps:
+        raise OpspecError(f"{path}: --t-in {t_in}: expected 1 to {steps - 1} (the output has {steps} times)")
+    times = layout.extra_coords.get("t", np.arange(1.0, steps + 1.0))
+    space_dims, space_shape = layout.u_dims[1:], layout.u_shape[1:]
+    return dataclasses.replace(
+        layout, a_dims=("t_in", *space_dims), a_shape=(t_in, *space_shape),
+        u_dims=("t_out", *space_dims), u_shape=(steps - t_in, *space_shape),
+        extra_coords={"t_in": times[:t_in], "t_out": times[t_in:]},
+    )
 
 
 def _progress(total: int, enabled: bool):
@@ -150,6 +175,8 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--out", required=True, help="the canonical HDF5 file to write")
     p.add_argument("--chunk-mb", type=float, default=DEFAULT_CHUNK_MB, help="output MB per chunk (memory bound)")
     p.add_argument("--force", action="store_true", help="replace an existing output file")
+    p.add_argument("--t-in", type=int, default=None, help="trajectory outputs: input = the first T_IN times, output = "
+                   "the rest (the FNO paper's Navier–Stokes task)")
     p.set_defaults(func=run_convert)
     return p
 
@@ -159,7 +186,7 @@ def run_convert(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = convert(
         args.src, args.out, problem=args.problem, fmt=args.fmt, split=args.split, pair=args.pair,
-        chunk_mb=args.chunk_mb, force=args.force, progress=True,
+        chunk_mb=args.chunk_mb, force=args.force, progress=True, t_in=args.t_in,
     )
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")
