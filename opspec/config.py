@@ -48,6 +48,12 @@ class ModelConfig:
     n_layers: int = 4
     lifting_channel_ratio: int = 2
     projection_channel_ratio: int = 2
+    # DeepONet (name=deeponet; the FNO keys above are then unused; docs/DESIGN.md §7.7):
+    sensors: int = 33  # the branch sees the input resampled to this many points per axis
+    branch_width: int = 128  # hidden width of the branch MLP (input: channels × sensors^d values)
+    trunk_width: int = 128  # hidden width of the trunk MLP (input: the d query coordinates in [0, 1])
+    depth: int = 3  # hidden layers in each of branch and trunk
+    basis: int = 64  # p, basis functions per output channel
 
 
 @dataclass
@@ -103,7 +109,7 @@ class Config:
 
 CHOICES = {
     "data.problem": ("darcy", "burgers", "navier_stokes"),
-    "model.name": ("fno",),
+    "model.name": ("fno", "deeponet"),
     "optimizer.name": OPTIMIZERS,
     "optimizer.topk": TOPK_METHODS,
     "optimizer.coefficients": ("quintic", "polar_express"),
@@ -129,7 +135,8 @@ def _validate(cfg: DictConfig, where: str) -> None:
         if value not in allowed:
             raise OpspecError(f"{where}: {key}={value!r}, expected one of {list(allowed)}")
     positive = ["train.epochs", "train.batch_size", "train.eval_batch_size", "data.n_train", "data.n_test",
-                "data.grid_resolution", "data.train_resolution", "model.hidden_channels", "model.n_layers"]
+                "data.grid_resolution", "data.train_resolution", "model.hidden_channels", "model.n_layers",
+                "model.branch_width", "model.trunk_width", "model.depth", "model.basis"]
     for key in positive:
         if OmegaConf.select(cfg, key) < 1:
             raise OpspecError(f"{where}: {key}={OmegaConf.select(cfg, key)}, expected a positive integer")
@@ -137,6 +144,8 @@ def _validate(cfg: DictConfig, where: str) -> None:
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:
             raise OpspecError(f"{where}: {key}={value}, expected a positive number (or null for the default)")
+    if cfg.model.sensors < 2:
+        raise OpspecError(f"{where}: model.sensors={cfg.model.sensors}, expected at least 2 points per axis")
     if cfg.optimizer.lr <= 0:
         raise OpspecError(f"{where}: optimizer.lr={cfg.optimizer.lr}, expected a positive number")
     if not cfg.data.eval_resolutions:

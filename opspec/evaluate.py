@@ -29,7 +29,7 @@ def model_from_checkpoint(payload: dict[str, Any]) -> NormalizedOperator:
     cfg = load_config(base=payload["config"])
     meta = payload["meta"]
     net = NormalizedOperator(
-        build_model(cfg.model, meta["in_channels"], meta["out_channels"]),
+        build_model(cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta.get("grid", "nodal")),
         UnitGaussianNormalizer(meta["in_channels"], meta["n_space"]),
         UnitGaussianNormalizer(meta["out_channels"], meta["n_space"]),
     )

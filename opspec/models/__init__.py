@@ -1,4 +1,4 @@
-"""Models built from the config: FNO (neuraloperator's), wrapped with its normalizers."""
+"""Models built from the config: FNO (neuraloperator's) or DeepONet (ours), wrapped with its normalizers."""
 
 from __future__ import annotations
 
@@ -6,14 +6,21 @@ from typing import Any
 
 from torch import nn
 
+from opspec.models.deeponet import DeepONet, build_deeponet
 from opspec.models.fno import build_fno
 from opspec.models.normalized import NormalizedOperator
 
-__all__ = ["NormalizedOperator", "build_fno", "build_model"]
+__all__ = ["DeepONet", "NormalizedOperator", "build_deeponet", "build_fno", "build_model"]
 
 
-def build_model(cfg: Any, in_channels: int, out_channels: int) -> nn.Module:
-    """The model named by `cfg.name` with the data's channel counts."""
+def build_model(
+    cfg: Any, in_channels: int, out_channels: int, n_space: int | None = None, grid: str = "nodal"
+) -> nn.Module:
+    """The model named by `cfg.name` for the data's channel counts, spatial dimensions and grid kind."""
     if cfg.name == "fno":
         return build_fno(cfg, in_channels, out_channels)
-    raise ValueError(f"model.name={cfg.name!r}: expected 'fno'")
+    if cfg.name == "deeponet":
+        if n_space is None:
+            raise ValueError("model.name='deeponet' needs the data's number of spatial dimensions (n_space)")
+        return build_deeponet(cfg, in_channels, out_channels, n_space, periodic=grid == "periodic")
+    raise ValueError(f"model.name={cfg.name!r}: expected 'fno' or 'deeponet'")
