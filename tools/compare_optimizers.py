@@ -6,7 +6,8 @@ Every (optimizer, lr, seed) run trains with opspec's Trainer from `configs/<prob
 (or --config) plus the overrides given, and appends its learning curve and final relative L2 at
 every evaluation resolution to OUT/results.jsonl; a rerun skips the runs already there, so an
 interrupted sweep resumes. For each optimizer the LR with the lowest seed-mean final error at the
-training resolution is kept (chosen on the test split: the files have no validation split). Writes
+training resolution is kept (chosen on the test split: the files have no validation split), marked
+"(edge)" when it is the smallest or largest LR swept, i.e. the sweep may not have found the best. Writes
 OUT/summary.md, OUT/summary.csv, OUT/sweep.md and OUT/curves.png.
 """
 
@@ -102,7 +103,9 @@ def summarize(results: list[dict[str, Any]], optimizers: list[str], out: Path, c
     for name, (lr, runs) in best.items():
         curve = mean_curve(runs)
         reach = next((i + 1 for i, v in enumerate(curve) if target is not None and v <= target), None)
-        rows.append([name, f"{lr:g}", *[_mean_spread([r["final"][res] for r in runs]) for res in resolutions],
+        swept = sorted(by_opt[name])
+        edge = " (edge)" if len(swept) > 1 and lr in (swept[0], swept[-1]) else ""
+        rows.append([name, f"{lr:g}{edge}", *[_mean_spread([r["final"][res] for r in runs]) for res in resolutions],
                      "—" if reach is None else f"{reach} of {len(curve)}",
                      f"{statistics.median(r['seconds_per_epoch'] for r in runs):.2f}", str(len(runs))])
     with (out / "summary.csv").open("w", newline="") as fh:
