@@ -1,10 +1,12 @@
-"""Process-level settings for training speed on CPU."""
+"""Process-level settings for training speed on CPU, and what benchmarks record about the machine."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import os
 import sys
+from typing import Any
 
 M_TRIM_THRESHOLD = -1
 M_TOP_PAD = -2
@@ -33,3 +35,28 @@ def keep_freed_memory(threshold_bytes: int = 1 << 30) -> bool:
     ok &= mallopt(M_TRIM_THRESHOLD, 2**31 - 1) == 1
     ok &= mallopt(M_TOP_PAD, 64 << 20) == 1
     return bool(ok)
+
+
+def device_name(device: Any = None) -> str:
+    """The GPU's name, or the CPU's model and core count: what benchmark tables say they ran on."""
+    import platform
+
+    import torch
+
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        model = ""
+    return f"CPU {model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
+
+
+def load_average() -> str:
+    """The 1/5/15-minute load averages, so a benchmark records whether the machine was busy."""
+    try:
+        return " ".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"
+

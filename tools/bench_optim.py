@@ -26,8 +26,6 @@ round-robin with the variants' order rotated each round; medians reported):
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -40,7 +38,7 @@ from opspec.optim import Muon, build_optimizer
 from opspec.optim.layouts import to_matrices
 from opspec.optim.muon import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
-from opspec.runtime import keep_freed_memory
+from opspec.runtime import device_name, keep_freed_memory, load_average
 
 POLAR = sys.modules["opspec.optim.polar"]  # the module (the package re-exports the function `polar`)
 LR, MOMENTUM, WD, STEPS = 0.02, 0.95, 0.01, 5
@@ -81,24 +79,6 @@ def med_ms(ts: list[float]) -> float:
 
 def spread(ts: list[float]) -> str:
     return f"{1e3 * min(ts):.1f}–{1e3 * max(ts):.1f}"
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        model = ""
-    return f"CPU {model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
 
 
 # ---------------------------------------------------------------------------------------------

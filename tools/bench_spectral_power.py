@@ -25,8 +25,6 @@ Tables:
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import statistics
 import sys
 import time
@@ -37,6 +35,7 @@ from torch import Tensor
 
 import opspec.optim.spectral_power  # noqa: F401  (the module; the package re-exports the function)
 from opspec.optim.polar import polar
+from opspec.runtime import device_name, load_average
 
 SP = sys.modules["opspec.optim.spectral_power"]
 spectral_power = SP.spectral_power
@@ -332,29 +331,13 @@ def _unchunked(fn: Callable[[], object]) -> object:
         SP.CPU_CHUNK_BYTES = saved
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            model = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
-    except OSError:
-        model = ""
-    return f"CPU {model or platform.processor() or platform.machine()} ({os.cpu_count()} cores)"
-
-
-def load_average() -> str:
-    try:
-        return " ".join(f"{v:.2f}" for v in os.getloadavg())
-    except OSError:
-        return "n/a"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1)")
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per variant (default 3)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"{cpu_name()}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
+    print(f"{device_name()}; torch {torch.__version__}; threads {torch.get_num_threads()}; "
           f"float32 defaults eps {SP.DEFAULT_EPS[torch.float32]:g}, steps {SP.DEFAULT_STEPS[torch.float32]} "
           f"(runs 2–3: {SP.later_steps(SP.DEFAULT_STEPS[torch.float32])}), p = 0: {SP.DEFAULT_POLAR_STEPS} polar steps; "
           f"batch {BATCH} per case, worst matrix reported; load average {load_average()}")

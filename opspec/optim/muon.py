@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from opspec.optim.adamw import adamw_step
+from opspec.optim.adamw import adam_direction, adamw_step
 from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, to_matrices
 from opspec.optim.polar import COEFFICIENT_SETS, polar
 from opspec.optim.spectral_power import POWERS, spectral_power
@@ -136,22 +136,7 @@ class Muon(Optimizer):
 
     def _adam_directions(self, params: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
         """The Adam family's base: m̂ / (√v̂ + ε), second moments per real entry (as torch's AdamW)."""
-        beta1, beta2 = group["adamw_betas"]
-        directions = []
-        for p in params:
-            state = self.state[p]
-            g = torch.view_as_real(p.grad) if p.is_complex() else p.grad
-            if "exp_avg" not in state:
-                state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(g)
-                state["exp_avg_sq"] = torch.zeros_like(g)
-            state["step"] += 1
-            m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-            m.lerp_(g, 1 - beta1)
-            v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-            d = (m / (1 - beta1**t)).div_((v / (1 - beta2**t)).sqrt_().add_(group["adamw_eps"]))
-            directions.append(torch.view_as_complex(d) if p.is_complex() else d)
-        return directions
+        return [adam_direction(p.grad, self.state[p], group["adamw_betas"], group["adamw_eps"]) for p in params]
 
     @staticmethod
     def _spectral_map(mats: Tensor, power: float, steps: int, coefficients: Any, eps: float, compute_dtype: Any) -> Tensor:
