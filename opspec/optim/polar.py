@@ -22,11 +22,11 @@ CUDA and on CPUs with bf16 hardware, float32 elsewhere):
   the imaginary part). X is carried as its row form r(X) = [Re X, Im X] (m × 2n) and each complex
   product P·Q is the real product r(P)·R(Q) with R(Q) = [[Re Q, Im Q], [−Im Q, Re Q]]: exact, four
   real m·k·n products per complex one (half of the full 2m × 2n real embedding's eight), and
-  with the real path's bf16 error (~1.3% relative to float64 on random 64×64, against ~3.4% for a
-  Gauss three-product split, whose T3 − T1 − T2 cancels in bf16).
+  with the real path's bf16 error (1.5e-2 relative to float64 on the FNO batch, against 3.7e-2 for
+  a Gauss three-product split, whose T3 − T1 − T2 cancels in bf16; tools/bench_optim.py, case 5).
 
 On the CPU the batch runs in chunks of `CPU_CHUNK_BYTES` of iterate, so one step's operands stay in
-cache (on a 2-core AVX512-BF16 CPU, (576, 64, 64) complex64, 5 quintic steps: 1.3-1.5x faster than
+cache (on a 2-core AVX512-BF16 CPU, (576, 64, 64) complex64, 5 quintic steps: 1.3-1.4x faster than
 one call over the whole batch; tools/bench_optim.py, case 5). With several threads each chunk's
 matmul is a fork–join of all of them, so on a CPU shared with another busy process the chunks can
 wait out scheduler time slices; `CPU_CHUNK_BYTES = None` runs the batch whole.
