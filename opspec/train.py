@@ -159,11 +159,6 @@ class Trainer:
             self.file.stride(r)
         a0, u0 = self.train_data[0]
         self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1, "grid": self.file.grid}
-        if cfg.model.name == "fno" and len(cfg.model.n_modes) != self.meta["n_space"]:
-            raise OpspecError(
-                f"model.n_modes={list(cfg.model.n_modes)}: {len(cfg.model.n_modes)} entries, but {self.file.path} "
-                f"has {self.meta['n_space']} spatial dimension(s) {self.file.space_dims}; give one mode count per axis"
-            )
 
         seed_everything(cfg.seed)
         model = build_model(cfg.model, self.meta["in_channels"], self.meta["out_channels"], self.meta["n_space"], self.meta["grid"])

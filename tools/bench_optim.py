@@ -14,7 +14,7 @@ round-robin with the variants' order rotated each round; medians reported):
    method, two members of the U Σ^p Vᴴ family, and torch AdamW for reference) as a fraction of a
    training step (forward + backward + step; batch 16, 64×64 input, MSE loss).
 4. Achieved Newton–Schulz FLOP rate of `polar` on each case's stacked batch (real FLOPs of the
-   path actually taken) over this device's large-matmul rate (4096² float32; bf16 too on CUDA).
+   path actually taken) over this device's large-matmul rate (4096² float32; bf16 too on CUDA and on CPUs with bf16 hardware).
 5. Complex strategies for the (576, 64, 64) complex64 batch: time and error against a float64
    SVD reference (U p(Σ/‖G‖_F) Vᴴ, p the 5-step scalar iteration).
 

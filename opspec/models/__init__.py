@@ -6,6 +6,8 @@ from typing import Any
 
 from torch import nn
 
+from opspec.errors import OpspecError
+
 from opspec.models.deeponet import DeepONet, build_deeponet
 from opspec.models.fno import build_fno
 from opspec.models.normalized import NormalizedOperator
@@ -18,6 +20,11 @@ def build_model(
 ) -> nn.Module:
     """The model named by `cfg.name` for the data's channel counts, spatial dimensions and grid kind."""
     if cfg.name == "fno":
+        if n_space is not None and len(cfg.n_modes) != n_space:
+            raise OpspecError(
+                f"model.n_modes={list(cfg.n_modes)}: {len(cfg.n_modes)} entries, but the data has {n_space} "
+                "spatial dimension(s); give one mode count per axis"
+            )
         return build_fno(cfg, in_channels, out_channels)
     if cfg.name == "deeponet":
         if n_space is None:

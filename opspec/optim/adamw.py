@@ -12,28 +12,40 @@ import torch
 from torch import Tensor
 
 
-def adam_direction(grad: Tensor, state: dict[str, Any], betas: tuple[float, float], eps: float) -> Tensor:
-    """Update Adam's moments in `state` with `grad` and return the bias-corrected m̂ / (√v̂ + ε).
+def adam_directions(
+    grads: list[Tensor], states: list[dict[str, Any]], betas: tuple[float, float], eps: float
+) -> list[Tensor]:
+    """Update Adam's moments in each `state` with its gradient; return each bias-corrected m̂ / (√v̂ + ε).
 
-    A complex gradient is taken through its real view, so its real and imaginary parts have
-    separate second moments; the direction comes back complex.
+    One foreach call per line of the update for the whole list. A complex gradient goes through its
+    real view, so its real and imaginary parts have separate second moments; its direction comes
+    back complex.
     """
-    g = torch.view_as_real(grad) if grad.is_complex() else grad
     beta1, beta2 = betas
-    if "exp_avg" not in state:
-        state["step"] = 0
-        state["exp_avg"] = torch.zeros_like(g)
-        state["exp_avg_sq"] = torch.zeros_like(g)
-    state["step"] += 1
-    m, v, t = state["exp_avg"], state["exp_avg_sq"], state["step"]
-    m.lerp_(g, 1 - beta1)
-    v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-    d = (m / (1 - beta1**t)).div_((v / (1 - beta2**t)).sqrt_().add_(eps))
-    return torch.view_as_complex(d) if grad.is_complex() else d
+    reals = [torch.view_as_real(g) if g.is_complex() else g for g in grads]
+    for state, g in zip(states, reals):
+        if "exp_avg" not in state:
+            state["step"] = 0
+            state["exp_avg"] = torch.zeros_like(g)
+            state["exp_avg_sq"] = torch.zeros_like(g)
+        state["step"] += 1
+    m = [state["exp_avg"] for state in states]
+    v = [state["exp_avg_sq"] for state in states]
+    torch._foreach_lerp_(m, reals, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, reals, reals, value=1 - beta2)
+    denom = torch._foreach_div(v, [1 - beta2 ** state["step"] for state in states])
+    torch._foreach_sqrt_(denom)
+    torch._foreach_add_(denom, eps)
+    directions = torch._foreach_div(m, [1 - beta1 ** state["step"] for state in states])
+    torch._foreach_div_(directions, denom)
+    return [torch.view_as_complex(d) if g.is_complex() else d for d, g in zip(directions, grads)]
 
 
-def adamw_step(p: Tensor, grad: Tensor, state: dict[str, Any], group: dict[str, Any]) -> None:
-    """One decoupled-weight-decay Adam step on p, with bias-corrected moments kept in `state`."""
-    direction = adam_direction(grad, state, group["adamw_betas"], group["adamw_eps"])
-    p.mul_(1 - group["lr"] * group["weight_decay"])
-    p.add_(direction, alpha=-group["lr"])
+def adamw_group_step(params: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> None:
+    """One decoupled-weight-decay Adam step on every parameter of a group (lr, weight_decay, adamw_betas, adamw_eps)."""
+    if not params:
+        return
+    directions = adam_directions([p.grad for p in params], states, group["adamw_betas"], group["adamw_eps"])
+    torch._foreach_mul_(params, 1 - group["lr"] * group["weight_decay"])
+    torch._foreach_add_(params, directions, alpha=-group["lr"])

@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from opspec.optim.adamw import adam_direction, adamw_step
+from opspec.optim.adamw import adam_directions, adamw_group_step
 from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, to_matrices
-from opspec.optim.polar import COEFFICIENT_SETS, polar
+from opspec.optim.polar import COEFFICIENT_SETS, frobenius_norms, polar
 from opspec.optim.spectral_power import POWERS, spectral_power
 
 LR_RULES = ("original", "match_rms_adamw", "none")
@@ -57,8 +57,8 @@ class Muon(Optimizer):
     Group options: lr, base ("momentum" or "adam"), power (p: 0, 0.25, 0.5 or 1), momentum,
     nesterov, weight_decay, ns_steps, coefficients ("quintic",
     "polar_express" or a list of (a, b, c)), eps, adjust_lr ("original", "match_rms_adamw",
-    "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (None: bf16 on CUDA and on CPUs
-    with bf16 hardware, else float32), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
+    "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (of the Newton–Schulz matmuls;
+    None: bf16 on CUDA and on CPUs with bf16 hardware, else float32), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
     """
 
     def __init__(
@@ -136,22 +136,22 @@ class Muon(Optimizer):
 
     def _adam_directions(self, params: list[Tensor], group: dict[str, Any]) -> list[Tensor]:
         """The Adam family's base: m̂ / (√v̂ + ε), second moments per real entry (as torch's AdamW)."""
-        return [adam_direction(p.grad, self.state[p], group["adamw_betas"], group["adamw_eps"]) for p in params]
+        return adam_directions([p.grad for p in params], [self.state[p] for p in params], group["adamw_betas"], group["adamw_eps"])
 
     @staticmethod
     def _spectral_map(mats: Tensor, power: float, steps: int, coefficients: Any, eps: float, compute_dtype: Any) -> Tensor:
-        """Ψ_p of every matrix in the batch; for p > 0 rescaled to the Frobenius norm √min(rows, cols)."""
+        """Ψ_p of every matrix in the batch; for p > 0 rescaled to the Frobenius norm √min(rows, cols).
+
+        `compute_dtype` is Newton–Schulz's (p = 0); `spectral_power` chooses its own (float32 at least).
+        """
         if power == 0.0:
             return polar(mats, steps=steps, coefficients=coefficients, eps=eps, compute_dtype=compute_dtype)
         if power == 1.0:
             out = mats
-        else:  # the Gram route squares the condition number: never in bf16/fp16 (spectral_power refuses it)
-            low = compute_dtype in (torch.bfloat16, torch.float16)
-            out = spectral_power(mats, power, compute_dtype=None if low else compute_dtype)
+        else:  # the Gram route picks its own dtype: it squares κ, so it never runs in bf16
+            out = spectral_power(mats, power)
         rows, cols = mats.shape[-2:]
-        real = torch.view_as_real(out) if out.is_complex() else out
-        norm = torch.linalg.vector_norm(real.flatten(1), dim=1).view(-1, 1, 1)
-        return out * (math.sqrt(min(rows, cols)) / (norm + eps))
+        return out * (math.sqrt(min(rows, cols)) / (frobenius_norms(out) + eps))
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
@@ -163,8 +163,7 @@ class Muon(Optimizer):
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not group["use_spectral"]:
-                for p in params:
-                    adamw_step(p, p.grad, self.state[p], group)
+                adamw_group_step(params, [self.state[p] for p in params], group)
                 continue
             if not params:
                 continue

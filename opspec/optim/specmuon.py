@@ -28,19 +28,13 @@ import torch
 from torch import Tensor
 from torch.optim import Optimizer
 
-from opspec.optim.adamw import adamw_step
+from opspec.optim.adamw import adamw_group_step
 from opspec.optim.layouts import from_matrices, to_matrices
 from opspec.optim.muon import LR_RULES, Muon, lr_scale
-from opspec.optim.polar import polar
+from opspec.optim.polar import frobenius_norms, polar
 
 TOPK_METHODS = ("subspace", "svd")
 ENERGY_KEY = "loss_energy"  # optimizer-wide state: the loss EMA behind E = √(ℓ + C)
-
-
-def _real_norm(X: Tensor) -> Tensor:
-    """Frobenius norm of every matrix of a (B, m, n) batch, real or complex, as (B, 1, 1)."""
-    real = torch.view_as_real(X) if X.is_complex() else X
-    return torch.linalg.vector_norm(real.flatten(1), dim=1).view(-1, 1, 1)
 
 
 def top_singular_triplets(
@@ -151,12 +145,11 @@ class SpecMuon(Optimizer):
         energy = self._energy(value)
         buckets: dict[tuple, list[tuple[Tensor, dict[str, Any], str, Tensor]]] = defaultdict(list)
         for index, group in enumerate(self.param_groups):
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if not group["use_spectral"]:
-                    adamw_step(p, p.grad, self.state[p], group)
-                    continue
+            params = [p for p in group["params"] if p.grad is not None]
+            if not group["use_spectral"]:
+                adamw_group_step(params, [self.state[p] for p in params], group)
+                continue
+            for p in params:
                 layout = Muon._layout(p, group)
                 mats = to_matrices(p.grad, layout)
                 buckets[(tuple(mats.shape[-2:]), mats.dtype, mats.device, index)].append((p, group, layout, mats))
@@ -171,7 +164,7 @@ class SpecMuon(Optimizer):
         k = min(group["guided_modes"], rows, cols)
         eps = group["eps"]
         G = torch.cat([mats for *_, mats in items]) if len(items) > 1 else items[0][3]
-        norm = _real_norm(G)
+        norm = frobenius_norms(G)
         G_hat = G / (norm + eps)
         sizes = [mats.shape[0] for *_, mats in items]
         states = [self.state[p] for p, *_ in items]

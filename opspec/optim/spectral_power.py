@@ -56,7 +56,7 @@ import math
 import torch
 from torch import Tensor
 
-from opspec.optim.polar import polar
+from opspec.optim.polar import frobenius_norms, polar
 
 POWERS = (0.0, 0.25, 0.5, 1.0)
 # Defaults per compute dtype, from tools/bench_spectral_power.py (docs/spectral_power.md). eps:
@@ -81,12 +81,6 @@ def later_steps(steps: int) -> int:
     return steps // 2 + 3
 
 
-def _frobenius(X: Tensor) -> Tensor:
-    """‖X‖_F of each matrix of X (B, m, n) as (B, 1, 1); via the real view for complex (much faster on CPU)."""
-    real_view = torch.view_as_real(X.resolve_conj()) if X.is_complex() else X
-    return torch.linalg.vector_norm(real_view.flatten(1), dim=1).view(-1, 1, 1)
-
-
 def _unit(X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(X / ‖X‖_F, a, r) with ‖X‖_F = a·r per matrix of X (B, m, n), free of overflow and underflow.
 
@@ -97,13 +91,13 @@ def _unit(X: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     real_view = torch.view_as_real(X.resolve_conj()) if X.is_complex() else X
     a = real_view.abs().flatten(1).amax(dim=1).view(-1, 1, 1)
     X = X / a.clamp_min(tiny)
-    r = _frobenius(X)
+    r = frobenius_norms(X)
     return X / r.clamp_min(tiny), a, r
 
 
 def _sqrt_pair(B: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     """(B^(1/2), B^(−1/2)) of Hermitian positive definite B (b, n, n) by coupled Newton–Schulz."""
-    s = _frobenius(B).clamp_min(torch.finfo(B.real.dtype).tiny)
+    s = frobenius_norms(B).clamp_min(torch.finfo(B.real.dtype).tiny)
     eye = torch.eye(B.shape[-1], dtype=B.dtype, device=B.device)
     Y = B / s
     T = 1.5 * eye - 0.5 * Y  # the first step, Z₀ = I: T = ½(3I − Y), Z₁ = T
@@ -121,7 +115,7 @@ def _gram_power(X: Tensor, p: float, steps: int, eps: float) -> Tensor:
     (`spectral_power` takes p = 0 to `polar` instead; the benchmark compares the two.)
     """
     A = X.mH @ X
-    c = _frobenius(A).clamp_min(torch.finfo(A.real.dtype).tiny)
+    c = frobenius_norms(A).clamp_min(torch.finfo(A.real.dtype).tiny)
     A_hat = A / c + eps * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     S1, R1 = _sqrt_pair(A_hat, steps)  # Â^(1/2), Â^(−1/2)
     if p == 0.0:
