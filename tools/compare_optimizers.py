@@ -6,9 +6,12 @@ Every (optimizer, lr, seed) run trains with opspec's Trainer from `configs/<prob
 (or --config) plus the overrides given, and appends its learning curve and final relative L2 at
 every evaluation resolution to OUT/results.jsonl; a rerun skips the runs already there, so an
 interrupted sweep resumes. For each optimizer the LR with the lowest seed-mean final error at the
-training resolution is kept (chosen on the test split: the files have no validation split), marked
-"(edge)" when it is the smallest or largest LR swept, i.e. the sweep may not have found the best. Writes
-OUT/summary.md, OUT/summary.csv, OUT/sweep.md and OUT/curves.png.
+training resolution over the sweep seeds is kept (chosen on the test split: the files have no
+validation split). Where that LR is the smallest or largest swept, the sweep goes one step further
+that way (`--extend-edges` times at most, by the ratio of the two outermost factors); a best LR still
+at the edge is marked "(edge)": the sweep may not have found the best. `--confirm-seeds` are then
+trained at each optimizer's best LR only, and the table's mean ± spread is over the sweep and the
+confirm seeds together. Writes OUT/summary.md, OUT/summary.csv, OUT/sweep.md and OUT/curves.png.
 """
 
 from __future__ import annotations
@@ -41,6 +44,15 @@ DEFAULT_BASE_LR = 1e-2
 
 def run_key(optimizer: str, lr: float, seed: int, epochs: int) -> str:
     return f"{optimizer}|{lr:.6g}|{seed}|{epochs}"
+
+
+def _round(lr: float) -> float:
+    """LRs to six significant digits, so a rerun's keys match the stored ones."""
+    return float(f"{lr:.6g}")
+
+
+def sweep_lrs(base: float, factors: list[float]) -> list[float]:
+    return sorted(_round(base * f) for f in factors)
 
 
 def load_results(path: Path) -> dict[str, dict[str, Any]]:
@@ -80,8 +92,19 @@ def _mean_spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {(max(values) - min(values)) / 2:.4f}"
 
 
-def summarize(results: list[dict[str, Any]], optimizers: list[str], out: Path, command: str) -> str:
-    """Best LR per optimizer, its errors (mean ± half-range over seeds), epochs to AdamW's final error."""
+def best_lr(runs: list[dict[str, Any]], seeds: list[int]) -> float:
+    """The LR with the lowest mean final error at the training resolution over `seeds`."""
+    train_res = str(runs[0]["train_resolution"])
+    by_lr: dict[float, list[float]] = {}
+    for r in runs:
+        if r["seed"] in seeds:
+            by_lr.setdefault(r["lr"], []).append(r["final"][train_res])
+    return min(by_lr, key=lambda lr: statistics.mean(by_lr[lr]))
+
+
+def summarize(results: list[dict[str, Any]], optimizers: list[str], seeds: list[int], out: Path, command: str) -> str:
+    """Best LR per optimizer (chosen on `seeds`), its errors over all seeds run there (mean ± half-range),
+    epochs to AdamW's final error; the sweep table over `seeds`."""
     by_opt: dict[str, dict[float, list[dict[str, Any]]]] = {}
     for r in results:
         by_opt.setdefault(r["optimizer"], {}).setdefault(r["lr"], []).append(r)
@@ -90,8 +113,8 @@ def summarize(results: list[dict[str, Any]], optimizers: list[str], out: Path, c
     best: dict[str, tuple[float, list[dict[str, Any]]]] = {}
     for name in optimizers:
         if name in by_opt:
-            lr, runs = min(by_opt[name].items(), key=lambda kv: statistics.mean(r["final"][train_res] for r in kv[1]))
-            best[name] = (lr, runs)
+            lr = best_lr([r for runs in by_opt[name].values() for r in runs], seeds)
+            best[name] = (lr, sorted(by_opt[name][lr], key=lambda r: r["seed"]))
 
     def mean_curve(runs: list[dict[str, Any]]) -> list[float]:
         return [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
@@ -120,14 +143,15 @@ def summarize(results: list[dict[str, Any]], optimizers: list[str], out: Path, c
     for name in optimizers:
         cells = []
         for lr in all_lrs:
-            runs = by_opt.get(name, {}).get(lr)
+            runs = [r for r in by_opt.get(name, {}).get(lr, []) if r["seed"] in seeds]
             cells.append(f"{statistics.mean(r['final'][train_res] for r in runs):.4f}" if runs else "")
         sweep.append(f"| {name} | " + " | ".join(cells) + " |")
-    (out / "sweep.md").write_text(f"Final relative L2 at the training resolution {train_res}, mean over seeds\n\n"
+    (out / "sweep.md").write_text(f"Final relative L2 at the training resolution {train_res}, mean over seeds "
+                                  f"{', '.join(map(str, seeds))}\n\n"
                                   + "\n".join(sweep) + "\n")
     plot_curves(best, out / "curves.png", target)
     text = (f"Command: `{command}`\n\n" + "\n".join(table) + "\n\nLR sweep (final rel L2 at "
-            f"{train_res}, seed mean):\n\n" + "\n".join(sweep) + "\n")
+            f"{train_res}, mean over seeds {', '.join(map(str, seeds))}):\n\n" + "\n".join(sweep) + "\n")
     (out / "summary.md").write_text(text)
     return text
 
@@ -161,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
     parser.add_argument("--lr-factors", default="0.3,1,3", help="the sweep: multiples of each optimizer's base LR")
+    parser.add_argument("--extend-edges", type=int, default=0,
+                        help="times to extend the sweep past an edge that holds the best LR")
+    parser.add_argument("--confirm-seeds", default="", help="comma-separated seeds trained at each best LR only")
     parser.add_argument("--base-lr", action="append", default=[], metavar="NAME=LR", help="override a base LR")
     parser.add_argument("--config", help="default: configs/<problem>_<model>.yaml")
     parser.add_argument("--out", help="default: checkpoints/compare_<problem>_<model>")
@@ -179,24 +206,41 @@ def main(argv: list[str] | None = None) -> int:
         base[name] = float(value)
     seeds = [int(s) for s in args.seeds.split(",")]
     factors = [float(f) for f in args.lr_factors.split(",")]
+    confirm = [int(s) for s in args.confirm_seeds.split(",") if s]
     out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}")
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     done = load_results(results_path)
-    plan = [(o, float(f"{base.get(o, DEFAULT_BASE_LR) * f:.6g}"), s) for o in optimizers for f in factors for s in seeds]
-    for i, (name, lr, seed) in enumerate(plan, 1):
-        key = run_key(name, lr, seed, args.epochs)
-        if key in done:
-            continue
-        print(f"[{i}/{len(plan)}] {name} lr {lr:g} seed {seed}", flush=True)
-        record = train_one(config, args.overrides, name, lr, seed, args.epochs, out)
-        print(f"    final {record['final']}  {record['wall_seconds']:.0f} s", flush=True)
-        with results_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
-        done[key] = record
-    wanted = {run_key(o, lr, s, args.epochs) for o, lr, s in plan}
     command = "python tools/compare_optimizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    print(summarize([r for k, r in done.items() if k in wanted], optimizers, out, command))
+
+    def ensure(name: str, lr: float, seed: int) -> dict[str, Any]:
+        key = run_key(name, lr, seed, args.epochs)
+        if key not in done:
+            print(f"{name} lr {lr:g} seed {seed}", flush=True)
+            record = train_one(config, args.overrides, name, lr, seed, args.epochs, out)
+            print(f"    final {record['final']}  {record['wall_seconds']:.0f} s", flush=True)
+            with results_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+            done[key] = record
+        return done[key]
+
+    wanted: list[dict[str, Any]] = []
+    for name in optimizers:
+        lrs = sweep_lrs(base.get(name, DEFAULT_BASE_LR), factors)
+        runs = [ensure(name, lr, s) for lr in lrs for s in seeds]
+        for _ in range(args.extend_edges):
+            lr = best_lr(runs, seeds)
+            if len(lrs) < 2 or lr not in (lrs[0], lrs[-1]):
+                break
+            step = lrs[1] / lrs[0] if lr == lrs[0] else lrs[-1] / lrs[-2]
+            new_lr = _round(lr / step if lr == lrs[0] else lr * step)
+            print(f"{name}: best lr {lr:g} at the sweep's edge; adding {new_lr:g}", flush=True)
+            lrs = sorted([*lrs, new_lr])
+            runs += [ensure(name, new_lr, s) for s in seeds]
+        lr = best_lr(runs, seeds)
+        runs += [ensure(name, lr, s) for s in confirm if s not in seeds]
+        wanted += runs
+    print(summarize(wanted, optimizers, seeds, out, command))
     return 0
 
 
