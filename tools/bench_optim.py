@@ -331,6 +331,31 @@ def _polar_3m_previous(G: Tensor, compute_dtype: torch.dtype) -> Tensor:
     return torch.complex(Xr.float(), Xi.float())
 
 
+def _polar_rowform_hermitian(G: Tensor, compute_dtype: torch.dtype) -> Tensor:
+    """The row form with the Hermitian products A = X Xᴴ and A² = A Aᴴ taken in three real products
+    each instead of four (Re = Z Zᵀ, Im = S − Sᵀ with S = Im·Reᵀ), B·X as in polar; in CPU chunks
+    like polar. Not used by polar: kept here to show why (the difference S − Sᵀ cancels in bf16)."""
+    X = G / POLAR.frobenius_norms(G)
+    n = X.shape[-1]
+
+    def gram(Z: Tensor, k: int) -> Tensor:
+        S = torch.bmm(Z[..., k:], Z[..., :k].mT)
+        return torch.cat((torch.bmm(Z, Z.mT), S - S.mT), dim=-1)
+
+    def iterate(Z: Tensor) -> Tensor:
+        m = Z.shape[-2]
+        RX = Z.new_empty(Z.shape[0], 2 * m, 2 * n)
+        for a, b, c in coefficient_schedule("quintic", STEPS):
+            POLAR._real_rep(Z, n, RX)
+            rA = gram(Z, n)
+            Z = torch.baddbmm(Z, gram(rA, m).mul_(c).add_(rA, alpha=b), RX, beta=a)
+        return Z.float()
+
+    chunk = POLAR._chunk_size(X, compute_dtype)
+    Z = torch.cat([iterate(torch.cat((x.real, x.imag), dim=-1).to(compute_dtype)) for x in X.split(chunk)])
+    return torch.complex(Z[..., :n], Z[..., n:])
+
+
 def _svd_reference(G: Tensor) -> Tensor:
     U, S, Vh = torch.linalg.svd(G.to(torch.complex128), full_matrices=False)
     s = S / (S.norm(dim=-1, keepdim=True) + 1e-7)
@@ -366,6 +391,7 @@ def case_complex_strategies(device: torch.device, repeats: int) -> list[str]:
         "re/im parts, 3 real products (older)": (lambda G: _polar_3m_previous(G, f32), f32),
         "row form × real representation, bf16": (lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, bf16, "rowform"), bf16),
         "row form, bf16, whole batch (no CPU chunks)": (no_chunks(bf16, "rowform"), bf16),
+        "row form, Hermitian A and A² in 3 products each, bf16 (not used)": (lambda G: _polar_rowform_hermitian(G, bf16), bf16),
         "full real embedding [[Re, −Im], [Im, Re]], bf16 (previous)": (lambda G: _polar_full_embedding(G, bf16), bf16),
         "re/im parts, 3 real products, bf16 (older)": (lambda G: _polar_3m_previous(G, bf16), bf16),
     }

@@ -24,6 +24,10 @@ CUDA and on CPUs with bf16 hardware, float32 elsewhere):
   real m·k·n products per complex one (half of the full 2m × 2n real embedding's eight), and
   with the real path's bf16 error (1.5e-2 relative to float64 on the FNO batch, against 3.7e-2 for
   a Gauss three-product split, whose T3 − T1 − T2 cancels in bf16; tools/bench_optim.py, case 5).
+  The symmetry of the Hermitian A = X Xᴴ is not used: its imaginary part as S − Sᵀ (S = Im X Re Xᵀ)
+  saves a quarter of those products, but S is rounded to bf16 before the difference, which cancels
+  as X Xᴴ → I: on the FNO batch it doubles the bf16 error, and on the CPU it is also slower, the
+  smaller products and extra elementwise passes costing more than they save (case 5 again).
 
 On the CPU the batch runs in chunks of `CPU_CHUNK_BYTES` of iterate, so one step's operands stay in
 cache (on a 2-core AVX512-BF16 CPU, (576, 64, 64) complex64, 5 quintic steps: 1.3-1.4x faster than
