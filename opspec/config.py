@@ -85,7 +85,7 @@ class OptimizerConfig:
 @dataclass
 class TrainConfig:
     epochs: int = 40
-    batch_size: int = 20
+    batch_size: int = 20  # the global batch: under torchrun each of N ranks takes a share of it
     scheduler: str = "cosine"  # cosine (per epoch, to zero) | step | none
     step_size: int = 100  # epochs between halvings for scheduler=step
     gamma: float = 0.5
@@ -94,6 +94,8 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
     keep_freed_memory: bool = True  # glibc malloc keeps freed blocks mapped: fewer page faults per step
+    # torchrun: a collective that waits this long for another rank fails (a dead or hung rank)
+    dist_timeout_s: float = 600.0
 
 
 @dataclass
@@ -140,6 +142,8 @@ def _validate(cfg: DictConfig, where: str) -> None:
     for key in positive:
         if OmegaConf.select(cfg, key) < 1:
             raise OpspecError(f"{where}: {key}={OmegaConf.select(cfg, key)}, expected a positive integer")
+    if cfg.train.dist_timeout_s <= 0:
+        raise OpspecError(f"{where}: train.dist_timeout_s={cfg.train.dist_timeout_s}, expected seconds > 0")
     for key in ("data.viscosity", "data.time_step", "data.t_in", "data.t_out", "data.solve_resolution"):
         value = OmegaConf.select(cfg, key)
         if value is not None and value <= 0:

@@ -19,6 +19,7 @@ import torch
 from opspec.checkpoint import load_checkpoint
 from opspec.config import load_config
 from opspec.data import CanonicalFile, OperatorDataset, UnitGaussianNormalizer
+from opspec.distributed import Ranks, all_gather_lists, shard_range
 from opspec.errors import OpspecError, cli_main
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
@@ -49,17 +50,24 @@ def evaluate_model(
     batch_size: int = 50,
     device: torch.device | str = "cpu",
     split: str = "test",
+    ranks: Ranks = Ranks(),
 ) -> dict[int, dict[str, Any]]:
-    """Per-sample relative L2 on a split at each resolution: mean, median and the per-sample values."""
+    """Per-sample relative L2 on a split at each resolution: mean, median and the per-sample values.
+
+    Under data parallelism each rank evaluates its contiguous share of the samples and every rank
+    gets all per-sample errors, in sample order.
+    """
     net.eval()
     results: dict[int, dict[str, Any]] = {}
     for resolution in resolutions:
         data = OperatorDataset(file, split, resolution)
+        share = shard_range(len(data), ranks)
         errors: list[float] = []
-        for start in range(0, len(data), batch_size):
-            a, u = data[torch.arange(start, min(start + batch_size, len(data)))]
+        for start in range(share.start, share.stop, batch_size):
+            a, u = data[torch.arange(start, min(start + batch_size, share.stop))]
             pred = net(a.to(device))
             errors += relative_l2(pred.float(), u.to(device)).cpu().tolist()
+        errors = all_gather_lists(ranks, errors)
         results[int(resolution)] = {
             "rel_l2_mean": statistics.fmean(errors),
             "rel_l2_median": statistics.median(errors),

@@ -3,6 +3,11 @@
 The only module that composes data, models and optimizers. Each epoch appends one JSON line to
 `metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the test error improves);
 `--resume` continues a run so that it ends with the same weights as an uninterrupted one.
+
+`torchrun --nproc_per_node=N -m opspec.train …` trains data-parallel (DDP; docs/distributed.md):
+each rank takes a share of every global batch, the spectral optimizers share their per-matrix
+work, the test error is computed over shares and gathered, and rank 0 alone writes and prints.
+Every rank keeps the full model and optimizer state, so a checkpoint resumes on any number of ranks.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from tqdm.auto import tqdm
 from opspec.checkpoint import CHECKPOINT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state, tensor_state_dict
 from opspec.config import load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
+from opspec.data.batches import epoch_loader
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
+from opspec.distributed import Ranks, all_sum, barrier, broadcast, close, init_ranks
 from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
@@ -73,11 +80,14 @@ def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | N
     return CanonicalFile(path)
 
 
-def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig) -> torch.optim.Optimizer:
-    """The configured optimizer as one object over the whole model (see opspec.optim.build_optimizer)."""
+def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,
+                          process_group: torch.distributed.ProcessGroup | None = None) -> torch.optim.Optimizer:
+    """The configured optimizer as one object over the whole model (see opspec.optim.build_optimizer);
+    the spectral ones share their work across `process_group`'s ranks."""
     hyper: dict[str, Any] = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
     if cfg.name != "adamw":
         hyper.update(
+            process_group=process_group,
             ns_steps=cfg.ns_steps, coefficients=cfg.coefficients, adjust_lr=cfg.adjust_lr, layout=cfg.layout,
             adamw_lr=cfg.adamw_lr, compute_dtype=None if cfg.compute_dtype == "auto" else getattr(torch, cfg.compute_dtype),
         )
@@ -101,21 +111,6 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.
     if cfg.scheduler == "step":
         return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
-
-
-def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0):
-    """Shuffled batches for one epoch; the order depends only on (seed, epoch), so resuming replays it.
-
-    The dataset is indexed with a whole batch of indices at once (BatchSampler, batch_size=None),
-    so there is no per-sample collation.
-    """
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    sampler = torch.utils.data.BatchSampler(
-        torch.utils.data.RandomSampler(dataset, generator=generator), batch_size=batch_size, drop_last=False
-    )
-    return torch.utils.data.DataLoader(
-        dataset, sampler=sampler, batch_size=None, num_workers=num_workers, generator=generator
-    )
 
 
 def seed_everything(seed: int) -> None:
@@ -149,10 +144,15 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.callbacks = list(callbacks)
-        self.device = resolve_device(cfg.train.device)
+        self.ranks, self.device = init_ranks(resolve_device(cfg.train.device), cfg.train.dist_timeout_s)
+        main = self.ranks.is_main
         if cfg.train.keep_freed_memory:
             keep_freed_memory()
-        self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
+        if main:  # one rank generates a missing file; the others open it when it is complete
+            self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
+        barrier(self.ranks)
+        if not main:
+            self.file = ensure_data(cfg, progress=False, device=self.device)
         self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         for r in cfg.data.eval_resolutions:
@@ -160,11 +160,11 @@ class Trainer:
         a0, u0 = self.train_data[0]
         self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1, "grid": self.file.grid}
 
-        seed_everything(cfg.seed)
+        seed_everything(cfg.seed)  # the same seed on every rank: the same initial weights everywhere
         model = build_model(cfg.model, self.meta["in_channels"], self.meta["out_channels"], self.meta["n_space"], self.meta["grid"])
         self.net = NormalizedOperator(model, fit_normalizer(self.train_data, "a"), fit_normalizer(self.train_data, "u"))
         self.net.to(self.device)
-        self.optimizer = optimizer_from_config(self.net.model, cfg.optimizer)
+        self.optimizer = optimizer_from_config(self.net.model, cfg.optimizer, self.ranks.group)
         self.scheduler = build_scheduler(self.optimizer, cfg.train)
         self.epoch = 0
         self.best = math.inf
@@ -182,12 +182,21 @@ class Trainer:
             self.best = float(resume["best"])
             set_rng_state(resume["rng"])
             self.run_dir = Path(resume["path"]).parent if run_dir is None else Path(run_dir)
-            self._truncate_metrics(self.epoch)
+            if main:
+                self._truncate_metrics(self.epoch)
         else:
             self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.out_dir, cfg.run_name)
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "metrics.jsonl").write_text("")
-        (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+            self.run_dir = Path(broadcast(self.ranks, str(self.run_dir)))
+            if main:
+                self.run_dir.mkdir(parents=True, exist_ok=True)
+                (self.run_dir / "metrics.jsonl").write_text("")
+        if main:
+            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+        # DDP averages the gradients across ranks in the backward pass (its buffers are the fixed normalizers)
+        self.train_net: torch.nn.Module = self.net
+        if self.ranks.enabled:
+            self.train_net = torch.nn.parallel.DistributedDataParallel(
+                self.net, device_ids=[self.device] if self.device.type == "cuda" else None, forward_sync_buffers=False)
 
     @property
     def metrics_path(self) -> Path:
@@ -201,27 +210,32 @@ class Trainer:
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, self.metrics_path)
 
-    def loss(self, a: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-        """Mean relative L2 of the decoded prediction (the FNO paper's training loss)."""
-        return relative_l2(self.net(a), u).mean()
+    def loss(self, a: torch.Tensor, u: torch.Tensor, n_global: int | None = None, weight: float = 1.0) -> torch.Tensor:
+        """The FNO paper's training loss, the mean relative L2 of the decoded prediction, as this rank's
+        part of it: Σ over its share / samples in the global batch (× ranks: DDP averages over ranks)."""
+        errors = relative_l2(self.train_net(a), u)
+        return errors.sum() * (weight * self.ranks.world_size / (n_global or len(a)))
 
     def train_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
         self.net.train()
         cfg = self.cfg
+        world = self.ranks.world_size
         total, count = torch.zeros((), dtype=torch.float64), 0
         start = time.perf_counter()
-        for a, u in epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers):
+        loader = epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
+                              self.ranks.rank, world)
+        for a, u, n_global, weight in loader:
             a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
 
             def closure() -> torch.Tensor:
                 self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(a, u)
+                loss = self.loss(a, u, n_global, weight)
                 loss.backward()
-                return loss
+                return all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
 
             loss = self.optimizer.step(closure)
-            total += loss.detach().double().cpu() * len(a)
-            count += len(a)
+            total += loss.detach().double().cpu() * n_global
+            count += n_global
             bar.update(1)
         seconds = time.perf_counter() - start
         lr = self.optimizer.param_groups[0]["lr"]
@@ -246,27 +260,30 @@ class Trainer:
         epochs = cfg.train.epochs
         steps = math.ceil(len(self.train_data) / cfg.train.batch_size)
         history = []
+        main = self.ranks.is_main
         bar = tqdm(total=epochs * steps, initial=self.epoch * steps, desc="train", unit="step",
-                   disable=not cfg.train.progress, dynamic_ncols=True, leave=False)
+                   disable=not (cfg.train.progress and main), dynamic_ncols=True, leave=False)
         with bar:
             for epoch in range(self.epoch + 1, epochs + 1):
                 record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch, bar)}
-                test = evaluate_model(self.net, self.file, [cfg.data.train_resolution], cfg.train.eval_batch_size, self.device)
+                test = evaluate_model(self.net, self.file, [cfg.data.train_resolution], cfg.train.eval_batch_size,
+                                      self.device, ranks=self.ranks)
                 record["test_rel_l2"] = test[cfg.data.train_resolution]["rel_l2_mean"]
                 self.epoch = epoch
                 improved = record["test_rel_l2"] < self.best
                 self.best = min(self.best, record["test_rel_l2"])
-                with self.metrics_path.open("a") as fh:
-                    fh.write(json.dumps(record) + "\n")
-                payload = self.checkpoint()
-                atomic_save(payload, self.run_dir / "last.pt")
-                if improved:
-                    atomic_save(payload, self.run_dir / "best.pt")
-                bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
-                tqdm.write(
-                    f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
-                    f"{record['test_rel_l2']:.5f}  lr {record['lr']:.2e}  {record['samples_per_second']:.0f} samples/s"
-                )
+                if main:
+                    with self.metrics_path.open("a") as fh:
+                        fh.write(json.dumps(record) + "\n")
+                    payload = self.checkpoint()
+                    atomic_save(payload, self.run_dir / "last.pt")
+                    if improved:
+                        atomic_save(payload, self.run_dir / "best.pt")
+                    bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
+                    tqdm.write(
+                        f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
+                        f"{record['test_rel_l2']:.5f}  lr {record['lr']:.2e}  {record['samples_per_second']:.0f} samples/s"
+                    )
                 history.append(record)
                 for callback in self.callbacks:
                     callback(self, record)
@@ -284,24 +301,39 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)  # rank 0 alone prints
     resume = None
     if args.resume:
         resume = load_checkpoint(args.resume, prefer="last")
         cfg = load_config(args.config, args.overrides, base=resume["config"])
-        print(f"resuming {resume['path']} after epoch {resume['epoch']}")
+        say(f"resuming {resume['path']} after epoch {resume['epoch']}")
     else:
         cfg = load_config(args.config, args.overrides)
     started = time.perf_counter()
     trainer = Trainer(cfg, resume=resume)
-    print(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
-          f"at resolution {cfg.data.train_resolution}, device {trainer.device})", flush=True)
-    trainer.fit()
-    results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size, trainer.device)
-    (trainer.run_dir / "eval.json").write_text(json.dumps(summary_json(results), indent=2) + "\n")
-    plot_curves(trainer.metrics_path, trainer.run_dir / "curves.png")
-    print(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
-    print(format_table(results, cfg.data.train_resolution))
-    print(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")
+    ranks = trainer.ranks
+    say(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
+        f"at resolution {cfg.data.train_resolution}, device {trainer.device}"
+        + (f", {ranks.world_size} ranks" if ranks.enabled else "") + ")", flush=True)
+    try:
+        trainer.fit()
+        results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size,
+                                 trainer.device, ranks=ranks)
+    except RuntimeError as err:  # a collective failed: another rank died, or waited past train.dist_timeout_s
+        if not ranks.enabled:
+            raise
+        raise OpspecError(
+            f"rank {ranks.rank}: lost contact with the other ranks ({str(err).strip().splitlines()[0][:200]}); "
+            f"the last complete checkpoint is in {trainer.run_dir}: continue with --resume {trainer.run_dir}"
+        ) from None
+    finally:
+        close(ranks)
+    if ranks.is_main:
+        (trainer.run_dir / "eval.json").write_text(json.dumps(summary_json(results), indent=2) + "\n")
+        plot_curves(trainer.metrics_path, trainer.run_dir / "curves.png")
+    say(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
+    say(format_table(results, cfg.data.train_resolution))
+    say(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")
     return 0
 
 

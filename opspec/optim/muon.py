@@ -17,7 +17,8 @@ Per spectral parameter, each step (Muon: the torch.optim.Muon conventions):
 Muon is the (momentum, p = 0) member, the default. All matrices of the same (rows, cols, dtype,
 device) across parameters are stacked and mapped in one batched call. Parameters in a group with
 `use_spectral=False` take an AdamW step instead (complex-safe), so one optimizer object serves a
-whole model.
+whole model. With a `process_group` (data-parallel training, gradients already averaged) each rank
+maps only its cost-balanced share of the matrices and the results are gathered (`sharding.py`).
 """
 
 from __future__ import annotations
@@ -27,16 +28,30 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.optim import Optimizer
 
 from opspec.optim.adamw import adam_directions, adamw_group_step
 from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, to_matrices
 from opspec.optim.polar import COEFFICIENT_SETS, frobenius_norms, polar
+from opspec.optim.sharding import Work, run_sharded
 from opspec.optim.spectral_power import POWERS, spectral_power
 
 LR_RULES = ("original", "match_rms_adamw", "none")
 BASES = ("momentum", "adam")
+
+
+def map_cost(rows: int, cols: int, is_complex: bool, power: float, ns_steps: int) -> float:
+    """Estimated multiply–adds of Ψ_p on one matrix: the weight that balances ranks' shares."""
+    m, n = min(rows, cols), max(rows, cols)
+    if power == 0.0:
+        cost = ns_steps * (2 * m * m * n + m**3)  # X Xᴴ, A², B X per Newton–Schulz step
+    elif power == 1.0:
+        cost = 2 * m * n  # the Frobenius rescale only
+    else:
+        cost = m * m * n + 20 * 3 * m**3  # the Gram matrix, then ~20 coupled steps of three products
+    return float(cost * (4 if is_complex else 1))
 
 
 def lr_scale(rows: int, cols: int, rule: str) -> float:
@@ -59,6 +74,8 @@ class Muon(Optimizer):
     "polar_express" or a list of (a, b, c)), eps, adjust_lr ("original", "match_rms_adamw",
     "none"), layout ("auto" or one of `LAYOUTS`), compute_dtype (of the Newton–Schulz matmuls;
     None: bf16 on CUDA and on CPUs with bf16 hardware, else float32), use_spectral (False: AdamW with adamw_betas, adamw_eps, the group's lr and weight_decay).
+    `process_group`: share the spectral maps across its ranks (every rank must call `step` with
+    the same, already averaged, gradients); None maps everything here.
     """
 
     def __init__(
@@ -79,6 +96,7 @@ class Muon(Optimizer):
         use_spectral: bool = True,
         adamw_betas: tuple[float, float] = (0.9, 0.999),
         adamw_eps: float = 1e-8,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
             raise ValueError(f"Muon: lr, momentum and weight_decay must be >= 0, got {lr}, {momentum}, {weight_decay}")
@@ -96,6 +114,7 @@ class Muon(Optimizer):
             use_spectral=use_spectral, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
         )
         super().__init__(params, defaults)
+        self.process_group = process_group
         for group in self.param_groups:
             if group["use_spectral"]:
                 for p in group["params"]:
@@ -104,6 +123,7 @@ class Muon(Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Groups saved before the family options existed load as Muon's (momentum, p = 0)."""
         super().__setstate__(state)
+        self.__dict__.setdefault("process_group", None)
         for group in self.param_groups:
             group.setdefault("base", "momentum")
             group.setdefault("power", 0.0)
@@ -181,9 +201,16 @@ class Muon(Optimizer):
                     group["eps"], group["compute_dtype"],
                 )
                 buckets[key].append((p, group, layout, mats))
-        for (_, _, _, power, *settings), items in buckets.items():
+        works = []
+        for ((rows, cols), dtype, _, power, *settings), items in buckets.items():
             stacked = torch.cat([mats for *_, mats in items]) if len(items) > 1 else items[0][3]
-            mapped = self._spectral_map(stacked, power, *settings)
+            works.append(Work(
+                inputs=(stacked,),
+                fn=lambda mats, power=power, settings=settings: (self._spectral_map(mats, power, *settings),),
+                outputs=(((rows, cols), dtype),),
+                cost=map_cost(rows, cols, dtype.is_complex, power, settings[0]),
+            ))
+        for items, (mapped,) in zip(buckets.values(), run_sharded(works, self.process_group)):
             for (p, group, layout, mats), o in zip(items, mapped.split([m.shape[0] for *_, m in items])):
                 rows, cols = mats.shape[-2:]
                 p.mul_(1 - group["lr"] * group["weight_decay"])

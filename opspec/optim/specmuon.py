@@ -25,13 +25,15 @@ from collections import defaultdict
 from typing import Any, Callable, Iterable
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 from torch.optim import Optimizer
 
 from opspec.optim.adamw import adamw_group_step
 from opspec.optim.layouts import from_matrices, to_matrices
-from opspec.optim.muon import LR_RULES, Muon, lr_scale
+from opspec.optim.muon import LR_RULES, Muon, lr_scale, map_cost
 from opspec.optim.polar import frobenius_norms, polar
+from opspec.optim.sharding import Work, run_sharded
 
 TOPK_METHODS = ("subspace", "svd")
 ENERGY_KEY = "loss_energy"  # optimizer-wide state: the loss EMA behind E = √(ℓ + C)
@@ -63,7 +65,8 @@ class SpecMuon(Optimizer):
     Group options: lr, momentum (μ), guided_modes (k), relaxation (ξ), energy_shift (C), loss_ema
     (β of the loss EMA; 0 uses the batch loss), topk ("subspace" or "svd"), subspace_iters,
     weight_decay, eps (ε), adjust_lr, layout, ns_steps, coefficients, compute_dtype (polar of the
-    unguided modes), use_spectral (False: AdamW with adamw_betas, adamw_eps).
+    unguided modes), use_spectral (False: AdamW with adamw_betas, adamw_eps). `process_group`: share
+    the per-matrix work across its ranks, as in `Muon`; the closure's loss must then be the global one.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class SpecMuon(Optimizer):
         use_spectral: bool = True,
         adamw_betas: tuple[float, float] = (0.9, 0.999),
         adamw_eps: float = 1e-8,
+        process_group: dist.ProcessGroup | None = None,
     ) -> None:
         if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
             raise ValueError(f"SpecMuon: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
@@ -107,12 +111,17 @@ class SpecMuon(Optimizer):
             compute_dtype=compute_dtype, use_spectral=use_spectral, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
         )
         super().__init__(params, defaults)
+        self.process_group = process_group
         if len({(g["energy_shift"], g["loss_ema"]) for g in self.param_groups}) > 1:
             raise ValueError("SpecMuon: energy_shift and loss_ema set the one loss energy E; they must agree across groups")
         for group in self.param_groups:
             if group["use_spectral"]:
                 for p in group["params"]:
                     Muon._layout(p, group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("process_group", None)  # not pickled: a group belongs to one job
 
     def _energy(self, loss: float) -> float:
         """E = √(ℓ + C) with ℓ the bias-corrected EMA of the losses seen so far (the loss itself if β = 0)."""
@@ -153,51 +162,79 @@ class SpecMuon(Optimizer):
                 layout = Muon._layout(p, group)
                 mats = to_matrices(p.grad, layout)
                 buckets[(tuple(mats.shape[-2:]), mats.dtype, mats.device, index)].append((p, group, layout, mats))
-        for items in buckets.values():
-            self._step_bucket(items, energy)
+        works = [self._step_bucket(items, energy) for items in buckets.values()]
+        for items, outputs in zip(buckets.values(), run_sharded(works, self.process_group)):
+            self._apply_bucket(items, outputs)
         return loss
 
-    def _step_bucket(self, items: list[tuple[Tensor, dict[str, Any], str, Tensor]], energy: float) -> None:
-        """One batched guided update for same-shape matrices of one group."""
+    def _step_bucket(self, items: list[tuple[Tensor, dict[str, Any], str, Tensor]], energy: float) -> Work:
+        """The batched guided map for same-shape matrices of one group, as a `Work` that `step` shards."""
         group = items[0][1]
         rows, cols = items[0][3].shape[-2:]
         k = min(group["guided_modes"], rows, cols)
-        eps = group["eps"]
         G = torch.cat([mats for *_, mats in items]) if len(items) > 1 else items[0][3]
-        norm = frobenius_norms(G)
-        G_hat = G / (norm + eps)
         sizes = [mats.shape[0] for *_, mats in items]
         states = [self.state[p] for p, *_ in items]
+        real = G.real.dtype
+        for st, size in zip(states, sizes):
+            st.setdefault("r", torch.full((size, k), energy, dtype=real, device=G.device))
+        r = torch.cat([st["r"] for st in states]) if len(states) > 1 else states[0]["r"]
+        warm = group["topk"] == "subspace" and all("basis" in st for st in states)
+        inputs = (G, r, torch.cat([st["basis"] for st in states])) if warm else (G, r)
+        outputs = [((rows, cols), G.dtype), ((k,), real)]
+        if group["topk"] == "subspace":
+            outputs.append(((rows, k), G.dtype))
+        gamma = group["lr"] * lr_scale(rows, cols, group["adjust_lr"])
+        subspace = 4 * group["subspace_iters"] * rows * cols * k
+        cost = map_cost(rows, cols, G.is_complex(), 0.0, group["ns_steps"]) + (4 if G.is_complex() else 1) * subspace
+
+        def guided(G: Tensor, r: Tensor, basis: Tensor | None = None) -> tuple[Tensor, ...]:
+            return self._guided_map(G, r, basis, group, k, gamma, energy)
+
+        return Work(inputs=inputs, fn=guided, outputs=tuple(outputs), cost=cost)
+
+    @staticmethod
+    def _guided_map(G: Tensor, r: Tensor, basis: Tensor | None, group: dict[str, Any], k: int, gamma: float,
+                    energy: float) -> tuple[Tensor, ...]:
+        """(O, r_new[, basis]) for a batch of matrices: the SAV shrink and relaxation of r, and the
+        polar factor with its guided modes set to r̃ / E. Each matrix alone: shares may run anywhere."""
+        rows, cols = G.shape[-2:]
+        eps = group["eps"]
+        norm = frobenius_norms(G)
+        G_hat = G / (norm + eps)
         if group["topk"] == "svd":
             U, s, Vh = torch.linalg.svd(G_hat, full_matrices=False)
             U, s, V = U[..., :k], s[..., :k], Vh[..., :k, :].mH
         else:
-            warm = all("basis" in st for st in states)
-            basis = torch.cat([st["basis"] for st in states]) if warm else None
             U, s, V, basis = top_singular_triplets(G_hat, k, basis, group["subspace_iters"])
-            for st, b in zip(states, basis.split(sizes)):
-                st["basis"] = b
         # singular values at float32 rounding level are the null space: their vectors are arbitrary
         live = s > max(rows, cols) * torch.finfo(s.dtype).eps * s[..., :1]
-        if any("r" not in st for st in states):
-            for st, size in zip(states, sizes):
-                st.setdefault("r", torch.full((size, k), energy, dtype=s.dtype, device=G.device))
-        r = torch.cat([st["r"] for st in states]) if len(states) > 1 else states[0]["r"]
-        gamma = group["lr"] * lr_scale(rows, cols, group["adjust_lr"])
         sigma = s * norm.view(-1, 1).to(s.dtype)
         r_tilde = r / (1 + gamma * sigma / (2 * energy**2))
         target = (1 - group["relaxation"]) * r_tilde**2 + group["relaxation"] * r**2
         chi = ((energy - target.sqrt()) / (energy - r_tilde + eps)).clamp(0, 1)
         r_new = torch.where(live, chi * r_tilde + (1 - chi) * energy, r)
-        for st, piece in zip(states, r_new.split(sizes)):
-            st["r"] = piece.clone()
         O = polar(G_hat, steps=group["ns_steps"], coefficients=group["coefficients"], eps=eps,
                   compute_dtype=group["compute_dtype"])
         # replace what Newton–Schulz left on each live guided mode, uᴴ O v, by r̃ / E exactly
         on_mode = (U.conj() * (O @ V)).sum(dim=-2).real
         weight = torch.where(live, r_tilde / energy - on_mode, 0.0).to(U.dtype)
         O = O + (U * weight.unsqueeze(-2)) @ V.mH
+        return (O, r_new) if group["topk"] == "svd" else (O, r_new, basis)
+
+    def _apply_bucket(self, items: list[tuple[Tensor, dict[str, Any], str, Tensor]], outputs: tuple[Tensor, ...]) -> None:
+        """Store r (and the subspace basis), then the momentum and parameter update of each parameter."""
+        O, r_new, *basis = outputs
+        sizes = [mats.shape[0] for *_, mats in items]
+        states = [self.state[p] for p, *_ in items]
+        for st, piece in zip(states, r_new.split(sizes)):
+            st["r"] = piece.clone()
+        if basis:
+            for st, piece in zip(states, basis[0].split(sizes)):
+                st["basis"] = piece.clone()
+        rows, cols = items[0][3].shape[-2:]
         for (p, group, layout, _), st, o in zip(items, states, O.split(sizes)):
+            gamma = group["lr"] * lr_scale(rows, cols, group["adjust_lr"])
             update = from_matrices(o, layout, tuple(p.shape))
             if "momentum_buffer" not in st:
                 st["momentum_buffer"] = torch.zeros_like(p)
