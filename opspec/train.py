@@ -32,7 +32,7 @@ from opspec.config import load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
 from opspec.data.batches import epoch_loader
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
-from opspec.distributed import Ranks, all_sum, barrier, broadcast, close, init_ranks
+from opspec.distributed import all_sum, barrier, broadcast, close, init_ranks
 from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
