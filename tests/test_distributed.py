@@ -58,6 +58,41 @@ def test_run_sharded_without_a_group_runs_locally():
 
 
 # ---------------------------------------------------------------------------------------------
+# each rank's share of the global batches
+
+
+class _Indices(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 12
+
+    def __getitem__(self, index):
+        index = torch.as_tensor(index)
+        return index, -index
+
+
+@pytest.mark.parametrize("world", [2, 3, 5])
+def test_rank_shares_make_up_the_global_batches(world):
+    from opspec.data.batches import epoch_loader
+
+    data = _Indices()
+    whole = [a.tolist() for a, _, n, w in epoch_loader(data, 5, seed=7, epoch=3)]
+    # the single-process order is torch's BatchSampler over a RandomSampler seeded by (seed, epoch)
+    g = torch.Generator().manual_seed(7 * 1_000_003 + 3)
+    reference = torch.utils.data.DataLoader(
+        data, sampler=torch.utils.data.BatchSampler(torch.utils.data.RandomSampler(data, generator=g), 5, False),
+        batch_size=None, generator=g)
+    assert whole == [a.tolist() for a, _ in reference]
+    shares = [list(epoch_loader(data, 5, seed=7, epoch=3, rank=r, world_size=world)) for r in range(world)]
+    for k, batch in enumerate(whole):
+        parts = [shares[r][k] for r in range(world)]
+        assert all(n == len(batch) for _, _, n, _ in parts)
+        assert [i for a, _, _, w in parts if w == 1.0 for i in a.tolist()] == batch
+        for a, _, _, w in parts:  # an empty share stands in with one sample at weight 0
+            assert w == 1.0 or (w == 0.0 and len(a) == 1)
+    assert any(w == 0.0 for r in range(world) for *_, w in shares[r]) == (world == 3 or world == 5)
+
+
+# ---------------------------------------------------------------------------------------------
 # the sharded optimizer step equals the single-process one (2 gloo processes)
 
 SHARDED = ["muon", "specmuon", "momentum_p0.5", "adam_p0"]
