@@ -277,3 +277,12 @@ def test_a_rank_that_dies_ends_the_job_and_the_run_resumes(darcy_file, tmp_path)
     assert train_main(["--resume", str(run), f"train.epochs={epochs[-1] + 2}"]) == 0
     resumed = [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert resumed == list(range(1, epochs[-1] + 3))
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA devices (NCCL)")
+def test_two_gpus_end_with_the_weights_of_one(darcy_file, tmp_path):
+    extra = ("optimizer.name=muon", "train.batch_size=5", "train.epochs=2", "train.device=cuda")
+    done = _torchrun(_args(darcy_file, tmp_path / "two", *extra))
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert train_main(_args(darcy_file, tmp_path / "one", *extra)) == 0
+    _assert_same_weights(tmp_path / "two" / "darcy_fno", tmp_path / "one" / "darcy_fno", atol=1e-4)
