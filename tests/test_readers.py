@@ -85,6 +85,23 @@ def test_fno_navier_stokes_mat_v73_reverses_axes(tmp_path):
     with pytest.raises(OpspecError, match="--t-in 5: expected 1 to 4"):
         convert(path, tmp_path / "bad.h5", problem="navier_stokes", t_in=5)
     assert not (tmp_path / "bad.h5").exists()
+    # a coarser time step: every 2nd snapshot (times 2 and 4), then the first of those in, the other out
+    coarse = convert(path, tmp_path / "ns_coarse.h5", problem="navier_stokes", split=4, t_stride=2, t_in=1)
+    f, data = read_all(coarse)
+    np.testing.assert_allclose(data["train"][0], trajectory[:4, 1:2])
+    np.testing.assert_allclose(data["test"][1], trajectory[4:, 3:4])
+    with h5py.File(coarse, "r") as h:
+        np.testing.assert_allclose(h["train/t_in"][()], [2])
+        np.testing.assert_allclose(h["train/t_out"][()], [4])
+    strided = convert(path, tmp_path / "ns_strided.h5", problem="navier_stokes", split=4, t_stride=3)
+    f, data = read_all(strided)
+    np.testing.assert_allclose(data["train"][1], trajectory[:4, 2:3])  # time 3 only (5 // 3 = 1 time)
+    with pytest.raises(OpspecError, match="--t-stride 6: expected 1 to 5"):
+        convert(path, tmp_path / "bad.h5", problem="navier_stokes", t_stride=6)
+    scipy.io.savemat(tmp_path / "burgers.mat", {"a": a[:, 0], "u": a[:, 1]})  # (N, X): no time axis
+    with pytest.raises(OpspecError, match="--t-stride needs an output with a leading time axis"):
+        convert(tmp_path / "burgers.mat", tmp_path / "bad.h5", problem="burgers", t_stride=2)
+    assert not (tmp_path / "bad.h5").exists()
 
 
 def test_pdebench_burgers_1d(tmp_path):

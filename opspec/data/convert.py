@@ -83,6 +83,7 @@ def convert(
     attrs: dict[str, Any] | None = None,
     progress: bool = False,
     t_in: int | None = None,
+    t_stride: int | None = None,
 ) -> Path:
     """Convert `src` (and `pair`, the other split) to the canonical file `out`, `chunk_mb` of output at a time.
 
@@ -90,6 +91,8 @@ def convert(
     a fraction or a count → that many train samples first; 'train' / 'test' → SRC is that split, PAIR the other.
     `t_in`: for a trajectory output u (time first), the FNO papers' task instead: a = u at the first
     t_in times, u = the rest (coordinates t_in and t_out, as opspec's Navier–Stokes generator writes).
+    `t_stride`: keep every t_stride-th output time (t_stride, 2·t_stride, … steps after the file's
+    first), before `t_in` splits them: a long trajectory at a coarser time step.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -105,6 +108,9 @@ def convert(
         reader = readers[0]
         layout = reader.layout
         plan = _plan(reader, readers[1] if pair is not None else None, split)
+        rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))  # samples are read whole
+        if t_stride is not None:
+            layout = stride_time(reader.path, layout, t_stride)
         if t_in is not None:
             layout = split_time(reader.path, layout, t_in)
         root_attrs = {
@@ -115,7 +121,6 @@ def convert(
             **layout.attrs,
             **dict(attrs or {}),
         }
-        rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))
         bar = _progress(sum(stop - start for _, _, start, stop in plan), enabled=progress)
         with CanonicalWriter(out, problem=problem, coords=layout.coords, grid=layout.grid, attrs=root_attrs) as writer:
             for part, name, start, stop in plan:
@@ -127,6 +132,8 @@ def convert(
             for part, name, start, stop in plan:
                 for first, a, u in part.chunks(rows, start, stop):
                     _check_finite(part, first, a, u)
+                    if t_stride is not None:
+                        u = u[:, t_stride - 1::t_stride]
                     if t_in is not None:
                         a, u = u[:, :t_in], u[:, t_in:]
                     writer.append(name, a, u)
@@ -136,6 +143,20 @@ def convert(
         for r in readers:
             r.close()
     return out
+
+
+def stride_time(path: Path, layout: Layout, t_stride: int) -> Layout:
+    """The layout with every t_stride-th output time (the times t_stride, 2·t_stride, … of the output axis)."""
+    if not layout.u_dims or layout.u_dims[0] != "t":
+        raise OpspecError(f"{path}: --t-stride needs an output with a leading time axis; this file's output has dims {layout.u_dims}")
+    steps = layout.u_shape[0]
+    if not 1 <= t_stride <= steps:
+        raise OpspecError(f"{path}: --t-stride {t_stride}: expected 1 to {steps} (the output has {steps} times)")
+    times = layout.extra_coords.get("t", np.arange(1.0, steps + 1.0))
+    return dataclasses.replace(
+        layout, u_shape=(steps // t_stride, *layout.u_shape[1:]),
+        extra_coords={**layout.extra_coords, "t": times[t_stride - 1::t_stride]},
+    )
 
 
 def split_time(path: Path, layout: Layout, t_in: int) -> Layout:
@@ -177,6 +198,8 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
     p.add_argument("--force", action="store_true", help="replace an existing output file")
     p.add_argument("--t-in", type=int, default=None, help="trajectory outputs: input = the first T_IN times, output = "
                    "the rest (the FNO paper's Navier–Stokes task)")
+    p.add_argument("--t-stride", type=int, default=None, help="trajectory outputs: keep every T_STRIDE-th time "
+                   "(applied before --t-in)")
     p.set_defaults(func=run_convert)
     return p
 
@@ -186,7 +209,7 @@ def run_convert(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = convert(
         args.src, args.out, problem=args.problem, fmt=args.fmt, split=args.split, pair=args.pair,
-        chunk_mb=args.chunk_mb, force=args.force, progress=True, t_in=args.t_in,
+        chunk_mb=args.chunk_mb, force=args.force, progress=True, t_in=args.t_in, t_stride=args.t_stride,
     )
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")
