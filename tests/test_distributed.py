@@ -286,3 +286,37 @@ def test_two_gpus_end_with_the_weights_of_one(darcy_file, tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert train_main(_args(darcy_file, tmp_path / "one", *extra)) == 0
     _assert_same_weights(tmp_path / "two" / "darcy_fno", tmp_path / "one" / "darcy_fno", atol=1e-4)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_hung_rank_times_out_with_one_line(darcy_file, tmp_path):
+    """Without torchrun's agent to notice: rank 1 stops (SIGSTOP) and rank 0's next collective fails
+    after train.dist_timeout_s with one line naming the run folder to resume."""
+    out = tmp_path / "run"
+    args = _args(darcy_file, out, "optimizer.name=muon", "train.epochs=400", "train.dist_timeout_s=5")
+    env = {**ENV, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}
+    procs = [subprocess.Popen([sys.executable, "-m", "opspec.train", *args], env={**env, "RANK": str(r), "LOCAL_RANK": str(r)},
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for r in (0, 1)]
+    try:
+        deadline = time.monotonic() + 90
+        while not (out / "darcy_fno" / "last.pt").exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert (out / "darcy_fno" / "last.pt").exists(), "no checkpoint within 90 s"
+        os.kill(procs[1].pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        _, stderr = procs[0].communicate(timeout=60)
+        waited = time.monotonic() - stopped
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+    assert procs[0].returncode == 2 and waited < 30
+    lines = stderr.strip().splitlines()
+    assert lines[-1].startswith("error: rank 0: lost contact with the other ranks") and "--resume" in lines[-1], stderr[-2000:]
