@@ -63,12 +63,12 @@ def muon_works(net: torch.nn.Module, ns_steps: int = 5) -> list[Work]:
             for (rows, cols, dtype), n in buckets.items()]
 
 
-def _timed(run_sharded, spent: list[float]):
-    """run_sharded that adds its time (this rank's maps and the all_gather) to spent[-1]."""
-    def run(works, group=None):
+def _timed(fn, spent: list[float]):
+    """`fn` that adds its time to spent[-1] (run_sharded: this rank's maps and the all_gather)."""
+    def run(*args, **kwargs):
         start = time.perf_counter()
         try:
-            return run_sharded(works, group)
+            return fn(*args, **kwargs)
         finally:
             spent[-1] += time.perf_counter() - start
     return run
@@ -76,11 +76,14 @@ def _timed(run_sharded, spent: list[float]):
 
 def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str) -> None:
     import opspec.optim.muon as muon_module
+    import opspec.optim.sharding as sharding_module
     import opspec.optim.specmuon as specmuon_module
 
     spent: list[float] = [0.0]
+    gathering: list[float] = [0.0]
     muon_module.run_sharded = _timed(muon_module.run_sharded, spent)
     specmuon_module.run_sharded = _timed(specmuon_module.run_sharded, spent)
+    sharding_module.dist.all_gather = _timed(dist.all_gather, gathering)
     torch.set_num_threads(args.threads)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -89,10 +92,11 @@ def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str
     for name in args.optimizers.split(","):
         net = fno(args.hidden, args.modes, args.layers)
         opt = build_optimizer(net, name, lr=0.01, process_group=group)
-        times, maps = [], []
+        times, maps, gathers = [], [], []
         for step in range(args.warmup + args.repeats):
             set_grads(net, step)
             spent.append(0.0)
+            gathering.append(0.0)
             if world > 1:
                 dist.barrier()
             start = time.perf_counter()
@@ -102,7 +106,8 @@ def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str
             if step >= args.warmup:
                 times.append(time.perf_counter() - start)
                 maps.append(spent[-1])
-        results[name] = {"step": times, "map": maps}
+                gathers.append(gathering[-1])
+        results[name] = {"step": times, "map": maps, "gather": gathers}
     if rank == 0:
         Path(out).write_text(json.dumps(results))
     if world > 1:
@@ -143,9 +148,9 @@ def main() -> None:
     worlds = sorted(measured)
     print(f"\nFNO hidden {args.hidden}, modes {args.modes}×{args.modes}, {args.layers} layers: "
           f"{sum(counts)} matrices in the spectral optimizer (Muon's all_gather bytes shown for SpecMuon too), {n_params / 2**20:.2f} MiB of parameters\n")
-    print("| optimizer | ranks | step ms per rank (median) | range | of which maps + all_gather ms | "
+    print("| optimizer | ranks | step ms per rank (median) | range | of which maps + all_gather ms | of which all_gather ms | "
           "step(1 rank) / step | gradient all-reduce payload MiB | sharded all_gather MiB received per rank |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in args.optimizers.split(","):
         base = statistics.median(measured[worlds[0]][name]["step"]) if worlds[0] == 1 else None
         for world in worlds:
@@ -154,8 +159,9 @@ def main() -> None:
             gathered = communicated_bytes(works, world)
             ratio = f"{base / med:.2f}x" if base else ""
             maps = statistics.median(measured[world][name]["map"])
+            gather = statistics.median(measured[world][name]["gather"])
             print(f"| {name} | {world} | {med * 1e3:.1f} | {min(times) * 1e3:.1f}–{max(times) * 1e3:.1f} | "
-                  f"{maps * 1e3:.1f} | {ratio} | "
+                  f"{maps * 1e3:.1f} | {gather * 1e3:.1f} | {ratio} | "
                   f"{n_params / 2**20:.2f} | {gathered / 2**20:.2f} |")
 
     if 1 in measured:
