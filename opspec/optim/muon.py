@@ -36,7 +36,7 @@ from opspec.optim.adamw import adam_directions, adamw_group_step
 from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, to_matrices
 from opspec.optim.polar import COEFFICIENT_SETS, frobenius_norms, polar
 from opspec.optim.sharding import Work, run_sharded
-from opspec.optim.spectral_power import POWERS, spectral_power
+from opspec.optim.spectral_power import DEFAULT_STEPS, POWERS, spectral_power
 
 LR_RULES = ("original", "match_rms_adamw", "none")
 BASES = ("momentum", "adam")
@@ -50,7 +50,7 @@ def map_cost(rows: int, cols: int, is_complex: bool, power: float, ns_steps: int
     elif power == 1.0:
         cost = 2 * m * n  # the Frobenius rescale only
     else:
-        cost = m * m * n + 20 * 3 * m**3  # the Gram matrix, then ~20 coupled steps of three products
+        cost = m * m * n + DEFAULT_STEPS[torch.float32] * 3 * m**3  # the Gram matrix, then coupled steps of three products
     return float(cost * (4 if is_complex else 1))
 
 
