@@ -115,10 +115,7 @@ class Muon(Optimizer):
         )
         super().__init__(params, defaults)
         self.process_group = process_group
-        for group in self.param_groups:
-            if group["use_spectral"]:
-                for p in group["params"]:
-                    self._layout(p, group)
+        self._check_layouts(self.param_groups)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         """Groups saved before the family options existed load as Muon's (momentum, p = 0)."""
@@ -127,6 +124,14 @@ class Muon(Optimizer):
         for group in self.param_groups:
             group.setdefault("base", "momentum")
             group.setdefault("power", 0.0)
+
+    @classmethod
+    def _check_layouts(cls, groups: list[dict[str, Any]]) -> None:
+        """Refuse, at construction, a spectral parameter that has no matrix layout."""
+        for group in groups:
+            if group["use_spectral"]:
+                for p in group["params"]:
+                    cls._layout(p, group)
 
     @staticmethod
     def _layout(p: Tensor, group: dict[str, Any]) -> str:

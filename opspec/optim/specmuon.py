@@ -114,10 +114,7 @@ class SpecMuon(Optimizer):
         self.process_group = process_group
         if len({(g["energy_shift"], g["loss_ema"]) for g in self.param_groups}) > 1:
             raise ValueError("SpecMuon: energy_shift and loss_ema set the one loss energy E; they must agree across groups")
-        for group in self.param_groups:
-            if group["use_spectral"]:
-                for p in group["params"]:
-                    Muon._layout(p, group)
+        Muon._check_layouts(self.param_groups)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
