@@ -45,7 +45,7 @@ def test_round_trip_through_h5py_and_xarray(tmp_path):
         np.testing.assert_allclose(ds["x"].values, np.linspace(0, 1, 9))
         np.testing.assert_allclose(ds["a"].values, data["train"][0], rtol=1e-6)
     with h5py.File(path) as h5:
-        assert h5["train/a"].chunks == (1, 9, 9)  # one sample per chunk
+        assert h5["train/a"].chunks == (5, 9, 9)  # blocks of whole samples (all 5: under CHUNK_BYTES)
         assert h5.attrs["format_version"] == 1
 
 

@@ -3,15 +3,18 @@
 Groups `train` and `test`, each with inputs `a` and outputs `u` of dimensions
 (sample, [channel or time …], *space), 1-D coordinate variables for the spatial axes (`x`, `y`, `z`),
 and root attributes naming the format, its version, the problem, the grid kind and the generator.
-Variables are chunked one sample per chunk so a loader reads one sample without the whole file.
-Lower resolutions are strided subsamples of the stored grid.
+Variables are chunked in blocks of whole samples of about CHUNK_BYTES (docs/data.md): one contiguous
+read fetches a block, and an out-of-core loader shuffles blocks. Lower resolutions are strided
+subsamples of the stored grid, taken in memory after a contiguous read; the grid may be non-square
+and is strided per axis. A file may hold only the test split (a published test set on its own).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import h5netcdf
 import h5py
@@ -19,13 +22,25 @@ import numpy as np
 
 from opspec.errors import OpspecError
 from opspec.fileio import atomic_path
+from opspec.grids import GRID_KINDS, axis
 
 FORMAT_NAME = "opspec-canonical"
 FORMAT_VERSION = 1
 SPLITS = ("train", "test")
 VARIABLES = ("a", "u")
 SPACE_DIMS = ("x", "y", "z")
-GRID_KINDS = ("nodal", "periodic")
+CHUNK_BYTES = 4 * 2**20  # target bytes of one chunk (a block of whole samples of one variable)
+READ_BYTES = 32 * 2**20  # bytes of stored rows one read fetches before striding in memory
+SLOW_CHUNK_BYTES = 256 * 2**10  # chunks smaller than this (or cutting a sample) make out-of-core reads slow
+
+# A resolution: points per axis (int: every axis), one count per spatial axis, '/K' (every K-th
+# point of each axis), or None (the stored grid).
+Resolution = Union[int, Sequence[int], str, None]
+
+
+def chunk_rows(sample_bytes: int, n: int) -> int:
+    """Samples per chunk: about CHUNK_BYTES of the larger variable, at least 1 and at most n."""
+    return max(1, min(max(n, 1), CHUNK_BYTES // max(1, sample_bytes)))
 
 
 def _attr_value(key: str, value: Any) -> Any:
@@ -55,20 +70,25 @@ class CanonicalWriter:
         grid: str = "nodal",
         attrs: Mapping[str, Any] | None = None,
         dtype: str = "float32",
+        splits: Sequence[str] = SPLITS,
     ) -> None:
         if grid not in GRID_KINDS:
             raise ValueError(f"grid: expected one of {GRID_KINDS}, got {grid!r}")
         unknown = [name for name in coords if name not in SPACE_DIMS]
         if unknown:
             raise ValueError(f"coords: spatial axes must be named from {SPACE_DIMS}, got {unknown}")
+        if not splits or any(s not in SPLITS for s in splits):
+            raise ValueError(f"splits: expected a non-empty subset of {SPLITS}, got {tuple(splits)}")
         self.path = Path(path)
         self.coords = {name: np.asarray(values, dtype=np.float64) for name, values in coords.items()}
         self.dtype = np.dtype(dtype)
+        self.splits = tuple(s for s in SPLITS if s in splits)
         self.root_attrs = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "problem": problem,
             "grid": grid,
+            **({"splits": " ".join(self.splits)} if self.splits != SPLITS else {}),
             **dict(attrs or {}),
         }
         self._file: h5netcdf.File | None = None
@@ -110,12 +130,18 @@ class CanonicalWriter:
         }
         for name, values in {**extra, **self.coords}.items():
             group.create_variable(name, (name,), data=values)
+        if split not in self.splits:
+            raise ValueError(f"add_split: split {split!r} is not one of this file's splits {self.splits}")
+        shapes = {}
         for name, dims in (("a", a_dims), ("u", u_dims)):
             dims = tuple(dims) if dims is not None else ("sample", *space)
             if dims[0] != "sample" or dims[-len(space):] != space:
                 raise ValueError(f"{name}: dimensions must be (sample, ..., {', '.join(space)}), got {dims}")
-            shape = tuple(group.dimensions[d].size for d in dims)
-            group.create_variable(name, dims, dtype=self.dtype, chunks=(1, *shape[1:]))
+            shapes[name] = (dims, tuple(group.dimensions[d].size for d in dims))
+        # one block length for a and u, so a block of samples is one chunk of each
+        rows = chunk_rows(max(int(np.prod(shape[1:])) for _, shape in shapes.values()) * self.dtype.itemsize, n)
+        for name, (dims, shape) in shapes.items():
+            group.create_variable(name, dims, dtype=self.dtype, chunks=(rows, *shape[1:]))
         for key, value in {"split": split, **dict(attrs or {})}.items():
             group.attrs[key] = _attr_value(key, value)
         self._declared[split] = n
@@ -140,7 +166,7 @@ class CanonicalWriter:
         self._file.close()
         if exc_type is None:
             short = {s: (self._written[s], n) for s, n in self._declared.items() if self._written[s] != n}
-            missing = [s for s in SPLITS if s not in self._declared]
+            missing = [s for s in self.splits if s not in self._declared]
             if short or missing:
                 exc = ValueError(f"{self.path}: splits not fully written (written, declared): {short}, never declared: {missing}")
                 self._atomic.__exit__(type(exc), exc, None)
@@ -168,10 +194,45 @@ def _dims(dataset: h5py.Dataset) -> tuple[str, ...]:
     return tuple(names)
 
 
+def axis_points(size: int, grid: str) -> list[int]:
+    """Every number of points one stored axis of `size` points strides to, highest first."""
+    if size <= 1:
+        return [size]
+    out = [size]
+    for stride in range(2, size):
+        if grid == "nodal" and (size - 1) % stride == 0:
+            out.append((size - 1) // stride + 1)
+        elif grid == "periodic" and size % stride == 0:
+            out.append(size // stride)
+    return [r for r in out if r >= 2]
+
+
+def axis_stride(size: int, points: int, grid: str) -> int | None:
+    """The stride that takes `size` stored points to `points`, or None when none does."""
+    if points == size:
+        return 1
+    if points not in axis_points(size, grid):
+        return None
+    return (size - 1) // (points - 1) if grid == "nodal" else size // points
+
+
+def stride_ok(size: int, k: int, grid: str) -> bool:
+    """True when every k-th point of an axis of `size` points is a grid of the same kind (≥ 2 points)."""
+    if k == 1:
+        return True
+    return (size - 1) % k == 0 and size > k if grid == "nodal" else size % k == 0 and size // k >= 2
+
+
+def resolution_label(points: Sequence[int]) -> int | str:
+    """How results name a grid: the point count when every axis has it (as before), else '64x128'."""
+    return int(points[0]) if len(set(points)) == 1 else "x".join(str(int(p)) for p in points)
+
+
 class CanonicalFile:
     """A validated, read-only view of a canonical file: shapes, grid, and strided reads.
 
-    Opens the HDF5 file lazily per process, so a Dataset holding one works in DataLoader workers.
+    Opens the HDF5 file lazily per process, so a Dataset holding one works in DataLoader workers
+    (each worker opens its own handle).
     """
 
     def __init__(self, path: str | os.PathLike) -> None:
@@ -193,11 +254,15 @@ class CanonicalFile:
         if self.grid not in GRID_KINDS:
             raise OpspecError(f"{self.path}: attribute grid={self.grid!r}, expected one of {GRID_KINDS}")
         self.problem = str(self.attrs.get("problem", ""))
+        self.splits = tuple(str(self.attrs.get("splits", " ".join(SPLITS))).split())
+        if not self.splits or any(s not in SPLITS for s in self.splits):
+            raise OpspecError(f"{self.path}: attribute splits={self.attrs.get('splits')!r}, expected names from {SPLITS}")
         self.dims: dict[str, dict[str, tuple[str, ...]]] = {}
         self.shapes: dict[str, dict[str, tuple[int, ...]]] = {}
-        for split in SPLITS:
+        for split in self.splits:
             if split not in f or not isinstance(f[split], h5py.Group):
-                raise OpspecError(f"{self.path}: no group {split!r} (expected groups 'train' and 'test')")
+                expected = "groups 'train' and 'test'" if self.splits == SPLITS else f"group {split!r}"
+                raise OpspecError(f"{self.path}: no group {split!r} (expected {expected})")
             self.dims[split], self.shapes[split] = {}, {}
             for var in VARIABLES:
                 if var not in f[split]:
@@ -212,19 +277,27 @@ class CanonicalFile:
                 raise OpspecError(
                     f"{self.path}: {split}/a has {self.shapes[split]['a'][0]} samples but {split}/u has {self.shapes[split]['u'][0]}"
                 )
-        self.space_dims = tuple(d for d in self.dims["train"]["u"] if d in SPACE_DIMS)
+        first = self.splits[0]
+        self.space_dims = tuple(d for d in self.dims[first]["u"] if d in SPACE_DIMS)
         if not self.space_dims:
-            raise OpspecError(f"{self.path}: train/u has no spatial dimension among {SPACE_DIMS}")
-        sizes = {self.shapes["train"]["u"][self.dims["train"]["u"].index(d)] for d in self.space_dims}
-        for split in SPLITS:
+            raise OpspecError(f"{self.path}: {first}/u has no spatial dimension among {SPACE_DIMS}")
+        n_space = len(self.space_dims)
+        self.grid_shape: tuple[int, ...] = self.shapes[first]["u"][-n_space:]
+        for split in self.splits:
             for var in VARIABLES:
                 dims, shape = self.dims[split][var], self.shapes[split][var]
-                if dims[-len(self.space_dims):] != self.space_dims:
+                if dims[-n_space:] != self.space_dims:
                     raise OpspecError(f"{self.path}: {split}/{var} has dimensions {dims}, expected trailing {self.space_dims}")
-                sizes |= set(shape[-len(self.space_dims):])
-        if len(sizes) != 1:
-            raise OpspecError(f"{self.path}: spatial axes have different sizes {sorted(sizes)}; expected a square grid")
-        self.grid_size = sizes.pop()
+                if shape[-n_space:] != self.grid_shape:
+                    raise OpspecError(
+                        f"{self.path}: {split}/{var} has grid {shape[-n_space:]} but {first}/u has {self.grid_shape}; "
+                        "expected one grid for every variable"
+                    )
+
+    @property
+    def grid_size(self) -> int | None:
+        """Points per axis of a square (or 1-D) stored grid; None for a non-square one (see grid_shape)."""
+        return self.grid_shape[0] if len(set(self.grid_shape)) == 1 else None
 
     def _handle(self) -> h5py.File:
         if self._h5 is None or self._pid != os.getpid():
@@ -254,66 +327,163 @@ class CanonicalFile:
     def n_samples(self, split: str) -> int:
         return self.shapes[self._split(split)]["u"][0]
 
-    def valid_resolutions(self) -> list[int]:
-        """Every resolution that is a strided subsample of the stored grid, highest first."""
-        s = self.grid_size
-        out = []
-        for stride in range(1, s):
-            if self.grid == "nodal" and (s - 1) % stride == 0:
-                out.append((s - 1) // stride + 1)
-            elif self.grid == "periodic" and s % stride == 0:
-                out.append(s // stride)
-        return [r for r in out if r >= 2] if s > 1 else [s]
+    def valid_resolutions(self) -> list:
+        """Every strided subsample of the stored grid, highest first: point counts for a square
+        grid, per-axis tuples (one per stride valid on every axis) for a non-square one."""
+        if self.grid_size is not None:
+            return axis_points(self.grid_size, self.grid)
+        return [self.points(f"/{k}") for k in range(1, max(self.grid_shape))
+                if all(stride_ok(s, k, self.grid) for s in self.grid_shape)]
 
-    def stride(self, resolution: int | None) -> int:
-        """The stride that gives `resolution` points per axis; None means the stored grid."""
-        if resolution is None or resolution == self.grid_size:
-            return 1
-        valid = self.valid_resolutions()
-        if resolution not in valid:
-            raise OpspecError(
+    def _resolution_error(self, resolution: Resolution) -> OpspecError:
+        if self.grid_size is not None and isinstance(resolution, (int, np.integer)):
+            return OpspecError(
                 f"{self.path}: resolution {resolution} is not a strided subsample of the stored {self.grid} grid "
-                f"of {self.grid_size} points; valid resolutions: {valid}"
+                f"of {self.grid_size} points; valid resolutions: {self.valid_resolutions()}"
             )
-        s = self.grid_size
-        return (s - 1) // (resolution - 1) if self.grid == "nodal" else s // resolution
+        per_axis = ", ".join(f"{d}: {axis_points(s, self.grid)}" for d, s in zip(self.space_dims, self.grid_shape))
+        return OpspecError(
+            f"{self.path}: resolution {resolution!r} is not a strided subsample of the stored {self.grid} grid "
+            f"{'x'.join(map(str, self.grid_shape))}; valid points per axis: {per_axis}; or '/K' for every K-th point"
+        )
 
-    def coords(self, resolution: int | None = None) -> dict[str, np.ndarray]:
-        stride = self.stride(resolution)
-        f = self._handle()
-        return {d: f["train"][d][::stride] if d in f["train"] else np.arange(self.grid_size)[::stride] for d in self.space_dims}
+    def strides(self, resolution: Resolution) -> tuple[int, ...]:
+        """The stride of every spatial axis that gives `resolution` (see Resolution); None: all 1."""
+        if resolution is None:
+            return (1,) * len(self.grid_shape)
+        if isinstance(resolution, str):
+            match = re.fullmatch(r"\s*/\s*(\d+)\s*", resolution)
+            if not match or int(match.group(1)) < 1:
+                raise OpspecError(f"resolution {resolution!r}: expected a point count, one per axis, or '/K' (a stride K ≥ 1)")
+            k = int(match.group(1))
+            if not all(stride_ok(s, k, self.grid) for s in self.grid_shape):
+                raise self._resolution_error(resolution)
+            return (k,) * len(self.grid_shape)
+        if isinstance(resolution, (int, np.integer)):
+            points = (int(resolution),) * len(self.grid_shape)
+        else:
+            try:
+                points = tuple(int(p) for p in resolution)
+            except (TypeError, ValueError):
+                raise OpspecError(f"resolution {resolution!r}: expected a point count, one per axis, or '/K'") from None
+            if len(points) != len(self.grid_shape):
+                raise OpspecError(
+                    f"{self.path}: resolution {list(points)} gives {len(points)} axes; the grid has "
+                    f"{len(self.grid_shape)} ({', '.join(self.space_dims)})"
+                )
+        strides = tuple(axis_stride(s, p, self.grid) for s, p in zip(self.grid_shape, points))
+        if any(k is None for k in strides):
+            raise self._resolution_error(resolution)
+        return strides  # type: ignore[return-value]
+
+    def stride(self, resolution: Resolution) -> int | tuple[int, ...]:
+        """The stride that gives `resolution`: one int when every axis has the same, else one per axis."""
+        strides = self.strides(resolution)
+        return strides[0] if len(set(strides)) == 1 else strides
+
+    def points(self, resolution: Resolution) -> tuple[int, ...]:
+        """Points per spatial axis at `resolution`."""
+        return tuple(len(range(0, s, k)) for s, k in zip(self.grid_shape, self.strides(resolution)))
+
+    def label(self, resolution: Resolution) -> int | str:
+        """The name results use for `resolution`: its point count (square), else e.g. '64x128'."""
+        return resolution_label(self.points(resolution))
+
+    def coords(self, resolution: Resolution = None) -> dict[str, np.ndarray]:
+        strides = self.strides(resolution)
+        group = self._handle()[self.splits[0]]
+        return {
+            d: group[d][::k] if d in group else axis(s, self.grid)[::k]
+            for d, s, k in zip(self.space_dims, self.grid_shape, strides)
+        }
 
     def _split(self, split: str) -> str:
         if split not in SPLITS:
             raise OpspecError(f"split {split!r}: expected one of {SPLITS}")
+        if split not in self.splits:
+            raise OpspecError(
+                f"{self.path}: a {'+'.join(self.splits)}-only file has no {split} split "
+                f"(it holds one published {'+'.join(self.splits)} set; {split} needs a file with that split)"
+            )
         return split
 
-    def _index(self, split: str, var: str, samples: slice | int, stride: int) -> tuple:
-        dims = self.dims[split][var]
-        return tuple(
-            samples if d == "sample" else slice(None, None, stride) if d in self.space_dims else slice(None) for d in dims
+    def chunk_rows(self, split: str) -> int:
+        """Samples per stored chunk (the block an out-of-core loader reads whole); for an unchunked
+        variable, as many as this writer would put in one."""
+        ds = self._handle()[self._split(split)]["u"]
+        if ds.chunks is not None and ds.chunks[1:] == ds.shape[1:]:
+            return int(ds.chunks[0])
+        return chunk_rows(self.sample_bytes(split) // 2, self.n_samples(split))
+
+    def sample_bytes(self, split: str) -> int:
+        """Stored bytes of one sample of `a` plus `u` (the stored grid, float32)."""
+        return sum(4 * int(np.prod(self.shapes[self._split(split)][v][1:])) for v in VARIABLES)
+
+    def chunking_warning(self, split: str) -> str | None:
+        """Why this file's chunks make out-of-core reads slow, and the fix; None when they do not."""
+        ds = self._handle()[self._split(split)]["u"]
+        if ds.chunks is None:
+            return None
+        chunk = int(np.prod(ds.chunks)) * ds.dtype.itemsize
+        if ds.chunks[1:] == ds.shape[1:] and (chunk >= SLOW_CHUNK_BYTES or ds.chunks[0] >= ds.shape[0]):
+            return None
+        why = "cut every sample into several chunks" if ds.chunks[1:] != ds.shape[1:] else f"hold {ds.chunks[0]} sample(s), {chunk // 1024} KiB"
+        return (
+            f"{self.path}: the chunks of {split}/u {why}, so out-of-core reads are slow; rewrite the file with "
+            f"`python -m opspec.data rechunk {self.path} --out NEW.h5` (blocks of about {CHUNK_BYTES // 2**20} MiB)"
         )
 
     def read(
         self,
         split: str,
         var: str,
-        resolution: int | None = None,
+        resolution: Resolution = None,
         samples: slice | int = slice(None),
         check_finite: bool = True,
     ) -> np.ndarray:
-        """Read `var` of a split at a strided resolution: (n, [channel…], *space) as float32."""
+        """Read `var` of a split at a strided resolution: (n, [channel…], *space) as float32.
+
+        Stored rows are read contiguously, READ_BYTES at a time, and strided in memory (an HDF5
+        strided selection is many small reads); memory is the output plus one such block.
+        """
         split = self._split(split)
         if var not in VARIABLES:
             raise OpspecError(f"variable {var!r}: expected one of {VARIABLES}")
-        stride = self.stride(resolution)
-        data = self._handle()[split][var][self._index(split, var, samples, stride)]
-        data = np.asarray(data, dtype=np.float32)
-        if check_finite and not np.isfinite(data).all():
-            bad = np.argwhere(~np.isfinite(data))[0]
-            where = f"sample {bad[0] + (samples.start or 0) if isinstance(samples, slice) else samples}"
-            raise OpspecError(f"{self.path}: {split}/{var} contains NaN or inf (first at {where}); the data file is corrupt")
-        return data
+        strides = self.strides(resolution)
+        ds = self._handle()[split][var]
+        n = ds.shape[0]
+        single = isinstance(samples, (int, np.integer))
+        if single:
+            index = int(samples) + (n if samples < 0 else 0)
+            if not 0 <= index < n:
+                raise IndexError(f"sample {samples} out of range for {n} samples")
+            start, stop = index, index + 1
+        else:
+            start, stop, step = samples.indices(n)
+            if step != 1:
+                raise ValueError("read: samples must be a contiguous slice")
+            stop = max(start, stop)
+        lead = (slice(None),) * (ds.ndim - 1 - len(strides))
+        space = tuple(slice(None, None, k) for k in strides)
+        out_shape = (stop - start, *ds.shape[1 : ds.ndim - len(strides)], *self.points(resolution))
+        out = np.empty(out_shape, dtype=np.float32)
+        row_bytes = max(1, int(np.prod(ds.shape[1:])) * ds.dtype.itemsize)
+        rows = max(1, READ_BYTES // row_bytes)
+        direct = all(k == 1 for k in strides) and ds.dtype == np.float32
+        for lo in range(start, stop, rows):
+            hi = min(lo + rows, stop)
+            if direct:
+                ds.read_direct(out, np.s_[lo:hi], np.s_[lo - start : hi - start])
+            else:
+                out[lo - start : hi - start] = ds[lo:hi][(slice(None), *lead, *space)]
+            if check_finite:
+                finite = np.isfinite(out[lo - start : hi - start]).reshape(hi - lo, -1).all(axis=1)
+                if not finite.all():
+                    raise OpspecError(
+                        f"{self.path}: {split}/{var} contains NaN or inf (first at sample {lo + int(np.argmin(finite))}); "
+                        "the data file is corrupt"
+                    )
+        return out[0] if single else out
 
     def describe(self) -> str:
         """An xarray summary of every group (variables, shapes, coordinates, attributes)."""
@@ -321,10 +491,14 @@ class CanonicalFile:
 
         parts = [f"{self.path}", "root attributes:"]
         parts += [f"    {k}: {v}" for k, v in self.attrs.items()]
-        for split in SPLITS:
+        for split in self.splits:
             with xr.open_dataset(self.path, engine="h5netcdf", group=split) as ds:
                 parts += [f"group {split!r}:", repr(ds)]
         parts.append(f"valid resolutions: {self.valid_resolutions()}")
+        for split in self.splits:
+            warning = self.chunking_warning(split)
+            if warning:
+                parts.append(f"warning: {warning}")
         return "\n".join(parts)
 
 
