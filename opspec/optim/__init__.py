@@ -1,14 +1,18 @@
 """The spectral optimizer engine: knows tensors and matrices, nothing about PDEs or models."""
 
-from opspec.optim.build import FAMILY, OPTIMIZERS, build_optimizer, split_parameters
-from opspec.optim.layouts import LAYOUTS, from_matrices, infer_layout, matrix_shape, to_matrices
-from opspec.optim.muon import Muon, lr_scale
+from opspec.optim.apply import lr_scale
+from opspec.optim.build import build_optimizer, parameter_treatment, split_parameters
+from opspec.optim.layouts import LAYOUTS, fans, from_matrices, infer_layout, matrix_shape, resolve_layout, to_matrices
+from opspec.optim.muon import Muon
+from opspec.optim.options import FAMILY, OPTIMIZERS, check_optimizer_options
 from opspec.optim.polar import COEFFICIENT_SETS, POLAR_EXPRESS, QUINTIC, coefficient_schedule, polar
 from opspec.optim.specmuon import SpecMuon
 from opspec.optim.spectral_power import spectral_power
+from opspec.optim.step import SpectralOptimizer
 
 __all__ = [
-    "COEFFICIENT_SETS", "FAMILY", "LAYOUTS", "OPTIMIZERS", "POLAR_EXPRESS", "QUINTIC", "Muon", "SpecMuon", "build_optimizer",
-    "coefficient_schedule", "from_matrices", "infer_layout", "lr_scale", "matrix_shape", "polar",
-    "spectral_power", "split_parameters", "to_matrices",
+    "COEFFICIENT_SETS", "FAMILY", "LAYOUTS", "OPTIMIZERS", "POLAR_EXPRESS", "QUINTIC", "Muon", "SpecMuon",
+    "SpectralOptimizer", "build_optimizer", "check_optimizer_options", "coefficient_schedule", "fans", "from_matrices",
+    "infer_layout", "lr_scale", "matrix_shape", "parameter_treatment", "polar", "resolve_layout", "spectral_power",
+    "split_parameters", "to_matrices",
 ]

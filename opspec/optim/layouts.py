@@ -7,6 +7,10 @@
               m1·m2·… complex (in × out) matrices, one per Fourier mode.
 - `flatten`:  the same spectral weight as one (in × out·m1·m2·…) matrix, to compare against.
 Vectors, scalars and matrices with a side shorter than `min_side` have no layout (AdamW takes them).
+
+Orientation: a matrix's rows are the layer's output side for `matrix` and `conv` (weights are
+(out, in, …)) and its input side for `per_mode` and `flatten` (spectral weights are (in, out, …));
+`fans` gives (fan_out, fan_in) either way, which is what the learning-rate shape rule reads.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from einops import rearrange
 from torch import Tensor
 
 LAYOUTS = ("matrix", "conv", "per_mode", "flatten")
+ROWS_ARE_INPUTS = frozenset({"per_mode", "flatten"})
 
 
 def infer_layout(p: Tensor, min_side: int = 2) -> str | None:
@@ -31,6 +36,27 @@ def infer_layout(p: Tensor, min_side: int = 2) -> str | None:
         layout = "conv"
     _, rows, cols = matrix_shape(tuple(p.shape), layout)
     return layout if min(rows, cols) >= min_side else None
+
+
+def resolve_layout(p: Tensor, layout: str = "auto") -> str:
+    """The layout of a spectral parameter: `layout` itself, or by rule for "auto"; a ValueError when
+    "auto" finds no matrix in `p` (a vector, a tiny matrix) or `layout` is unknown."""
+    if layout == "auto":
+        inferred = infer_layout(p)
+        if inferred is None:
+            raise ValueError(
+                f"a parameter of shape {tuple(p.shape)} has no matrix layout; put it in a group with "
+                "use_spectral=False (AdamW), or build the optimizer with opspec.optim.build_optimizer"
+            )
+        return inferred
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be 'auto' or one of {LAYOUTS}, got {layout!r}")
+    return layout
+
+
+def fans(rows: int, cols: int, layout: str) -> tuple[int, int]:
+    """(fan_out, fan_in) of a (rows × cols) matrix under `layout`: rows are outputs unless the layout is a spectral one."""
+    return (cols, rows) if layout in ROWS_ARE_INPUTS else (rows, cols)
 
 
 def matrix_shape(shape: tuple[int, ...], layout: str) -> tuple[int, int, int]:

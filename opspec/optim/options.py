@@ -216,14 +216,14 @@ def check_optimizer_options(name: str, options: dict[str, Any]) -> None:
 
 
 def check_constructor(owner: str, values: dict[str, Any]) -> None:
-    """The constructor's own check of its keywords, "<owner>: <kwarg>=<value>: expected …"."""
+    """The constructor's own check of its keywords, "<owner>: <kwarg> must be …, got <value>"."""
     for option in constructor_options(owner):
         value = values[option.keyword]
         if value is None and option.default is None:
             continue
         problem = option.check(value)
         if problem is not None:
-            raise ValueError(f"{owner}: {option.keyword}={value!r}: expected {problem}")
+            raise ValueError(f"{owner}: {option.keyword} must be {problem}, got {value!r}")
 
 
 def to_keywords(name: str, options: dict[str, Any]) -> dict[str, Any]:

@@ -2,40 +2,43 @@
 
 Each spectral matrix G (per Fourier mode for FNO weights) keeps one auxiliary scalar r_j for each of
 its k guided modes (its k largest singular triplets). With E = √(ℓ + C), ℓ the loss energy (an EMA
-of the closure's loss), γ = lr·scale(rows, cols) and σ_j the j-th singular value of G:
+of the closure's loss), γ = lr·scale(fan_out, fan_in) and σ_j the j-th singular value of G:
 
     Ĝ = G / ‖G‖_F = Σ_j s_j u_j v_jᴴ                      (s_j = σ_j / ‖G‖_F)
     r̃_j = r_j / (1 + γ σ_j / (2E²))                     (semi-implicit SAV shrink: r̃_j ≤ r_j)
     T_j = (1 − ξ) r̃_j² + ξ r_j²                          (target: r̃_j² ≤ T_j ≤ r_j²)
-    χ_j = clamp((E − √T_j) / (E − r̃_j + ε), 0, 1)
-    r_j ← χ_j r̃_j + (1 − χ_j) E                          (relax towards E while r_j² ≤ T_j)
+    r_j ← χ_j r̃_j + (1 − χ_j) E, χ_j the smallest in [0, 1] with r_j² ≤ T_j
+        = min(E, √T_j)                                    (χ_j = 0 if E ≤ √T_j, else (E − √T_j)/(E − r̃_j))
     O = polar(Ĝ) + Σ_{j≤k} (r̃_j / E − u_jᴴ polar(Ĝ) v_j) u_j v_jᴴ
                                                           (guided modes at r̃_j / E, the rest Muon's)
     B ← μB + O;   θ ← (1 − γ₀λ)θ − γ B                    (γ₀ = lr)
 
-so the modified energy Σ r_j² never increases (docs/specmuon.md derives every line and names the
-choices the paper left open). The top-k triplets come from a batched SVD ("svd") or from block
-subspace iteration warm-started from the previous step's subspace ("subspace", the default).
+so every r_j, hence the modified energy Σ r_j², never increases (docs/specmuon.md derives every
+line and names the choices the paper left open). The top-k triplets come from a batched SVD ("svd")
+or from block subspace iteration warm-started from the previous step's subspace ("subspace", the
+default). SpecMuon is the step skeleton (step.py) with the raw gradient as direction, this guided
+polar map with its step control (`sav_shrink`, `relax`, `guided_map`) and a heavy ball after the map.
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
-from torch.optim import Optimizer
 
-from opspec.optim.adamw import adamw_group_step
-from opspec.optim.layouts import from_matrices, to_matrices
-from opspec.optim.muon import LR_RULES, Muon, lr_scale, map_cost
+from opspec.optim.apply import heavy_ball, lr_scale
+from opspec.optim.directions import gradient_direction
+from opspec.optim.layouts import fans
+from opspec.optim.muon import map_cost
+from opspec.optim.options import TOPK_METHODS
 from opspec.optim.polar import frobenius_norms, polar
-from opspec.optim.sharding import Work, run_sharded
+from opspec.optim.sharding import Work
+from opspec.optim.step import Item, SpectralOptimizer
 
-TOPK_METHODS = ("subspace", "svd")
+__all__ = ["ENERGY_KEY", "TOPK_METHODS", "SpecMuon", "guided_map", "relax", "sav_shrink", "top_singular_triplets"]
+
 ENERGY_KEY = "loss_energy"  # optimizer-wide state: the loss EMA behind E = √(ℓ + C)
 
 
@@ -59,66 +62,71 @@ def top_singular_triplets(
     return basis @ Uw, s, Vh.mH, basis
 
 
-class SpecMuon(Optimizer):
+def sav_shrink(r: Tensor, sigma: Tensor, gamma: float, energy: float) -> Tensor:
+    """r̃ = r / (1 + γσ / (2E²)): the semi-implicit SAV step of r along a mode with singular value σ."""
+    return r / (1 + gamma * sigma / (2 * energy**2))
+
+
+def relax(r: Tensor, r_tilde: Tensor, energy: float, xi: float) -> tuple[Tensor, Tensor]:
+    """(r⁺, χ): r⁺ = χ r̃ + (1 − χ) E with χ the smallest in [0, 1] such that r⁺² ≤ T = (1 − ξ) r̃² + ξ r².
+
+    r̃ ≤ √T ≤ r, so: E ≤ √T → χ = 0, r⁺ = E (E below r̃ included); E > √T → χ = (E − √T)/(E − r̃),
+    r⁺ = √T. Either way r⁺ = min(E, √T) ≤ r; the code also takes min(·, r), so rounding in T cannot
+    raise r.
+    """
+    root_t = ((1 - xi) * r_tilde**2 + xi * r**2).sqrt()
+    above = energy > root_t
+    chi = torch.where(above, (energy - root_t) / (energy - r_tilde).clamp_min(torch.finfo(r.dtype).tiny), 0.0).clamp(0, 1)
+    r_new = torch.minimum(torch.where(above, root_t, torch.full_like(r, energy)), r)
+    return r_new, chi
+
+
+def guided_map(G: Tensor, r: Tensor, basis: Tensor | None, group: dict[str, Any], k: int, gamma: float,
+               energy: float) -> tuple[Tensor, ...]:
+    """(O, r⁺[, basis]) for a batch of matrices: the SAV shrink and relaxation of r, and the polar
+    factor with its guided modes set to r̃ / E. Each matrix alone: shares may run anywhere."""
+    rows, cols = G.shape[-2:]
+    eps = group["eps"]
+    norm = frobenius_norms(G)
+    G_hat = G / (norm + eps)
+    if group["topk"] == "svd":
+        U, s, Vh = torch.linalg.svd(G_hat, full_matrices=False)
+        U, s, V = U[..., :k], s[..., :k], Vh[..., :k, :].mH
+    else:
+        U, s, V, basis = top_singular_triplets(G_hat, k, basis, group["subspace_iters"])
+    # singular values at float32 rounding level are the null space: their vectors are arbitrary
+    live = s > max(rows, cols) * torch.finfo(s.dtype).eps * s[..., :1]
+    sigma = s * norm.view(-1, 1).to(s.dtype)
+    r_tilde = sav_shrink(r, sigma, gamma, energy)
+    r_relaxed, _ = relax(r, r_tilde, energy, group["relaxation"])
+    r_new = torch.where(live, r_relaxed, r)
+    O = polar(G_hat, steps=group["ns_steps"], coefficients=group["coefficients"], eps=eps,
+              compute_dtype=group["compute_dtype"])
+    # replace what Newton–Schulz left on each live guided mode, uᴴ O v, by r̃ / E exactly
+    on_mode = (U.conj() * (O @ V)).sum(dim=-2).real
+    weight = torch.where(live, r_tilde / energy - on_mode, 0.0).to(U.dtype)
+    O = O + (U * weight.unsqueeze(-2)) @ V.mH
+    return (O, r_new) if group["topk"] == "svd" else (O, r_new, basis)
+
+
+class SpecMuon(SpectralOptimizer):
     """Muon with mode-wise relaxed-SAV step control; needs the loss: call `step(closure)`.
 
-    Group options: lr, momentum (μ), guided_modes (k), relaxation (ξ), energy_shift (C), loss_ema
-    (β of the loss EMA; 0 uses the batch loss), topk ("subspace" or "svd"), subspace_iters,
-    weight_decay, eps (ε), adjust_lr, layout, ns_steps, coefficients, compute_dtype (polar of the
-    unguided modes), use_spectral (False: AdamW with adamw_betas, adamw_eps). `process_group`: share
-    the per-matrix work across its ranks, as in `Muon`; the closure's loss must then be the global one.
+    Options: `opspec.optim.options.SPECMUON` (the skeleton's lr, momentum μ, weight_decay, eps ε,
+    adjust_lr, layout, ns_steps, coefficients, compute_dtype, and its own guided_modes k,
+    relaxation ξ, energy_shift C, loss_ema, topk, subspace_iters), plus adamw_betas, adamw_eps for
+    groups with use_spectral=False. `process_group`: share the per-matrix work across its ranks, as
+    in `Muon`; the closure's loss must then be the global one.
     """
 
-    def __init__(
-        self,
-        params: Iterable[Tensor] | Iterable[dict[str, Any]],
-        lr: float = 0.02,
-        momentum: float = 0.9,
-        guided_modes: int = 6,
-        relaxation: float = 0.2,
-        energy_shift: float = 1.0,
-        loss_ema: float = 0.9,
-        topk: str = "subspace",
-        subspace_iters: int = 1,
-        weight_decay: float = 0.0,
-        eps: float = 1e-8,
-        adjust_lr: str = "original",
-        layout: str = "auto",
-        ns_steps: int = 5,
-        coefficients: str | list[tuple[float, float, float]] = "quintic",
-        compute_dtype: torch.dtype | None = None,
-        use_spectral: bool = True,
-        adamw_betas: tuple[float, float] = (0.9, 0.999),
-        adamw_eps: float = 1e-8,
-        process_group: dist.ProcessGroup | None = None,
-    ) -> None:
-        if lr < 0 or not 0 <= momentum < 1 or weight_decay < 0:
-            raise ValueError(f"SpecMuon: need lr >= 0, 0 <= momentum < 1, weight_decay >= 0; got {lr}, {momentum}, {weight_decay}")
-        if guided_modes < 1 or subspace_iters < 1:
-            raise ValueError(f"SpecMuon: guided_modes and subspace_iters must be >= 1, got {guided_modes}, {subspace_iters}")
-        if not 0 <= relaxation <= 1 or not 0 <= loss_ema < 1 or energy_shift < 0:
-            raise ValueError(
-                f"SpecMuon: need 0 <= relaxation <= 1, 0 <= loss_ema < 1, energy_shift >= 0; got {relaxation}, {loss_ema}, {energy_shift}"
-            )
-        if topk not in TOPK_METHODS:
-            raise ValueError(f"SpecMuon: topk must be one of {TOPK_METHODS}, got {topk!r}")
-        if adjust_lr not in LR_RULES:
-            raise ValueError(f"SpecMuon: adjust_lr must be one of {LR_RULES}, got {adjust_lr!r}")
-        defaults = dict(
-            lr=lr, momentum=momentum, guided_modes=guided_modes, relaxation=relaxation, energy_shift=energy_shift,
-            loss_ema=loss_ema, topk=topk, subspace_iters=subspace_iters, weight_decay=weight_decay, eps=eps,
-            adjust_lr=adjust_lr, layout=layout, ns_steps=ns_steps, coefficients=coefficients,
-            compute_dtype=compute_dtype, use_spectral=use_spectral, adamw_betas=adamw_betas, adamw_eps=adamw_eps,
-        )
-        super().__init__(params, defaults)
-        self.process_group = process_group
+    OWNER = "SpecMuon"
+    MAP_OPTIONS = ("lr", "adjust_lr", "guided_modes", "relaxation", "topk", "subspace_iters", "eps", "ns_steps",
+                   "coefficients", "compute_dtype")
+
+    def __init__(self, params: Any, **options: Any) -> None:
+        super().__init__(params, **options)
         if len({(g["energy_shift"], g["loss_ema"]) for g in self.param_groups}) > 1:
             raise ValueError("SpecMuon: energy_shift and loss_ema set the one loss energy E; they must agree across groups")
-        Muon._check_layouts(self.param_groups)
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        super().__setstate__(state)
-        self.__dict__.setdefault("process_group", None)  # not pickled: a group belongs to one job
 
     def _energy(self, loss: float) -> float:
         """E = √(ℓ + C) with ℓ the bias-corrected EMA of the losses seen so far (the loss itself if β = 0)."""
@@ -139,8 +147,8 @@ class SpecMuon(Optimizer):
         """Σ r_j² over every guided mode of every matrix: non-increasing from step to step."""
         return sum(float((st["r"].double() ** 2).sum()) for st in self.state.values() if isinstance(st, dict) and "r" in st)
 
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor:
+    def begin(self, closure: Callable[[], Tensor] | None) -> tuple[Tensor, float]:
+        """The loss from the closure (required) and the step's loss energy E."""
         if closure is None:
             raise ValueError("SpecMuon.step needs the loss: call optimizer.step(closure) with a closure that returns it")
         with torch.enable_grad():
@@ -148,29 +156,17 @@ class SpecMuon(Optimizer):
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)
         if not math.isfinite(value):
             raise ValueError(f"SpecMuon: the closure returned a non-finite loss ({value})")
-        energy = self._energy(value)
-        buckets: dict[tuple, list[tuple[Tensor, dict[str, Any], str, Tensor]]] = defaultdict(list)
-        for index, group in enumerate(self.param_groups):
-            params = [p for p in group["params"] if p.grad is not None]
-            if not group["use_spectral"]:
-                adamw_group_step(params, [self.state[p] for p in params], group)
-                continue
-            for p in params:
-                layout = Muon._layout(p, group)
-                mats = to_matrices(p.grad, layout)
-                buckets[(tuple(mats.shape[-2:]), mats.dtype, mats.device, index)].append((p, group, layout, mats))
-        works = [self._step_bucket(items, energy) for items in buckets.values()]
-        for items, outputs in zip(buckets.values(), run_sharded(works, self.process_group)):
-            self._apply_bucket(items, outputs)
-        return loss
+        return loss, self._energy(value)
 
-    def _step_bucket(self, items: list[tuple[Tensor, dict[str, Any], str, Tensor]], energy: float) -> Work:
-        """The batched guided map for same-shape matrices of one group, as a `Work` that `step` shards."""
-        group = items[0][1]
-        rows, cols = items[0][3].shape[-2:]
+    def direction(self, grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> list[Tensor]:
+        return gradient_direction(grads, states)
+
+    def map_work(self, G: Tensor, items: list[Item], energy: float) -> Work:
+        """The guided map of one bucket, its r (and warm-start basis) stacked from the parameters' state."""
+        _, group, layout, _ = items[0]
+        rows, cols = G.shape[-2:]
         k = min(group["guided_modes"], rows, cols)
-        G = torch.cat([mats for *_, mats in items]) if len(items) > 1 else items[0][3]
-        sizes = [mats.shape[0] for *_, mats in items]
+        sizes = [M.shape[0] for *_, M in items]
         states = [self.state[p] for p, *_ in items]
         real = G.real.dtype
         for st, size in zip(states, sizes):
@@ -181,60 +177,27 @@ class SpecMuon(Optimizer):
         outputs = [((rows, cols), G.dtype), ((k,), real)]
         if group["topk"] == "subspace":
             outputs.append(((rows, k), G.dtype))
-        gamma = group["lr"] * lr_scale(rows, cols, group["adjust_lr"])
+        gamma = group["lr"] * lr_scale(*fans(rows, cols, layout), group["adjust_lr"])
         subspace = 4 * group["subspace_iters"] * rows * cols * k
         cost = map_cost(rows, cols, G.is_complex(), 0.0, group["ns_steps"]) + (4 if G.is_complex() else 1) * subspace
 
-        def guided(G: Tensor, r: Tensor, basis: Tensor | None = None) -> tuple[Tensor, ...]:
-            return self._guided_map(G, r, basis, group, k, gamma, energy)
+        def fn(G: Tensor, r: Tensor, basis: Tensor | None = None) -> tuple[Tensor, ...]:
+            return guided_map(G, r, basis, group, k, gamma, energy)
 
-        return Work(inputs=inputs, fn=guided, outputs=tuple(outputs), cost=cost)
+        return Work(inputs=inputs, fn=fn, outputs=tuple(outputs), cost=cost)
 
-    @staticmethod
-    def _guided_map(G: Tensor, r: Tensor, basis: Tensor | None, group: dict[str, Any], k: int, gamma: float,
-                    energy: float) -> tuple[Tensor, ...]:
-        """(O, r_new[, basis]) for a batch of matrices: the SAV shrink and relaxation of r, and the
-        polar factor with its guided modes set to r̃ / E. Each matrix alone: shares may run anywhere."""
-        rows, cols = G.shape[-2:]
-        eps = group["eps"]
-        norm = frobenius_norms(G)
-        G_hat = G / (norm + eps)
-        if group["topk"] == "svd":
-            U, s, Vh = torch.linalg.svd(G_hat, full_matrices=False)
-            U, s, V = U[..., :k], s[..., :k], Vh[..., :k, :].mH
-        else:
-            U, s, V, basis = top_singular_triplets(G_hat, k, basis, group["subspace_iters"])
-        # singular values at float32 rounding level are the null space: their vectors are arbitrary
-        live = s > max(rows, cols) * torch.finfo(s.dtype).eps * s[..., :1]
-        sigma = s * norm.view(-1, 1).to(s.dtype)
-        r_tilde = r / (1 + gamma * sigma / (2 * energy**2))
-        target = (1 - group["relaxation"]) * r_tilde**2 + group["relaxation"] * r**2
-        chi = ((energy - target.sqrt()) / (energy - r_tilde + eps)).clamp(0, 1)
-        r_new = torch.where(live, chi * r_tilde + (1 - chi) * energy, r)
-        O = polar(G_hat, steps=group["ns_steps"], coefficients=group["coefficients"], eps=eps,
-                  compute_dtype=group["compute_dtype"])
-        # replace what Newton–Schulz left on each live guided mode, uᴴ O v, by r̃ / E exactly
-        on_mode = (U.conj() * (O @ V)).sum(dim=-2).real
-        weight = torch.where(live, r_tilde / energy - on_mode, 0.0).to(U.dtype)
-        O = O + (U * weight.unsqueeze(-2)) @ V.mH
-        return (O, r_new) if group["topk"] == "svd" else (O, r_new, basis)
-
-    def _apply_bucket(self, items: list[tuple[Tensor, dict[str, Any], str, Tensor]], outputs: tuple[Tensor, ...]) -> None:
-        """Store r (and the subspace basis), then the momentum and parameter update of each parameter."""
+    def finish(self, items: list[Item], outputs: tuple[Tensor, ...]) -> Tensor:
+        """Store r (and the subspace basis) per parameter; O for the update."""
         O, r_new, *basis = outputs
-        sizes = [mats.shape[0] for *_, mats in items]
+        sizes = [M.shape[0] for *_, M in items]
         states = [self.state[p] for p, *_ in items]
         for st, piece in zip(states, r_new.split(sizes)):
             st["r"] = piece.clone()
         if basis:
             for st, piece in zip(states, basis[0].split(sizes)):
                 st["basis"] = piece.clone()
-        rows, cols = items[0][3].shape[-2:]
-        for (p, group, layout, _), st, o in zip(items, states, O.split(sizes)):
-            gamma = group["lr"] * lr_scale(rows, cols, group["adjust_lr"])
-            update = from_matrices(o, layout, tuple(p.shape))
-            if "momentum_buffer" not in st:
-                st["momentum_buffer"] = torch.zeros_like(p)
-            buf = st["momentum_buffer"].mul_(group["momentum"]).add_(update)
-            p.mul_(1 - group["lr"] * group["weight_decay"])
-            p.add_(buf, alpha=-gamma)
+        return O
+
+    def after_map(self, p: Tensor, update: Tensor, group: dict[str, Any]) -> Tensor:
+        """Heavy ball after the map: B ← μB + O."""
+        return heavy_ball(self.state[p], update, group["momentum"])
