@@ -18,6 +18,7 @@ import numpy as np
 from opspec.data.canonical import CanonicalWriter
 from opspec.data.formats import FORMATS, ForeignFile, open_foreign
 from opspec.data.formats.base import Layout
+from opspec.data.timesplit import TimeSplit
 from opspec.errors import OpspecError
 
 DEFAULT_TRAIN_FRACTION = 0.9
@@ -111,8 +112,9 @@ def convert(
         rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))  # samples are read whole
         if t_stride is not None:
             layout = stride_time(reader.path, layout, t_stride)
+        time_split = None
         if t_in is not None:
-            layout = split_time(reader.path, layout, t_in)
+            layout, time_split = split_time(reader.path, layout, t_in)
         root_attrs = {
             "source": Path(src).name,
             "source_format": reader.format,
@@ -134,8 +136,8 @@ def convert(
                     _check_finite(part, first, a, u)
                     if t_stride is not None:
                         u = u[:, t_stride - 1::t_stride]
-                    if t_in is not None:
-                        a, u = u[:, :t_in], u[:, t_in:]
+                    if time_split is not None:
+                        a, u = time_split(u)
                     writer.append(name, a, u)
                     bar.update(len(a))
         bar.close()
@@ -159,20 +161,20 @@ def stride_time(path: Path, layout: Layout, t_stride: int) -> Layout:
     )
 
 
-def split_time(path: Path, layout: Layout, t_in: int) -> Layout:
-    """The layout of (u at the first t_in times) → (u at the later times), dropping the file's own input."""
+def split_time(path: Path, layout: Layout, t_in: int) -> tuple[Layout, TimeSplit]:
+    """The layout of (u at the first t_in times) → (u at the later times), dropping the file's own input,
+    and the split that turns each chunk's trajectories into that pair."""
     if not layout.u_dims or layout.u_dims[0] != "t":
         raise OpspecError(f"{path}: --t-in needs an output with a leading time axis; this file's output has dims {layout.u_dims}")
     steps = layout.u_shape[0]
     if not 1 <= t_in < steps:
         raise OpspecError(f"{path}: --t-in {t_in}: expected 1 to {steps - 1} (the output has {steps} times)")
-    times = layout.extra_coords.get("t", np.arange(1.0, steps + 1.0))
-    space_dims, space_shape = layout.u_dims[1:], layout.u_shape[1:]
-    return dataclasses.replace(
-        layout, a_dims=("t_in", *space_dims), a_shape=(t_in, *space_shape),
-        u_dims=("t_out", *space_dims), u_shape=(steps - t_in, *space_shape),
-        extra_coords={"t_in": times[:t_in], "t_out": times[t_in:]},
+    split = TimeSplit(t_in, layout.extra_coords.get("t", np.arange(1.0, steps + 1.0)))
+    (a_dims, u_dims), (a_shape, u_shape) = split.dims(layout.u_dims[1:]), split.shapes(layout.u_shape[1:])
+    layout = dataclasses.replace(
+        layout, a_dims=a_dims, a_shape=a_shape, u_dims=u_dims, u_shape=u_shape, extra_coords=split.coords,
     )
+    return layout, split
 
 
 def _progress(total: int, enabled: bool):

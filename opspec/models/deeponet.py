@@ -16,6 +16,8 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
+from opspec.grids import points
+
 MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
 
@@ -31,8 +33,7 @@ def mlp(sizes: list[int], last_activation: bool = False) -> nn.Sequential:
 
 def grid_coords(shape: tuple[int, ...], periodic: bool, device: Any = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(Q, d) coordinates of a grid on [0, 1]^d in row-major order: x_i = i/(s−1) nodal, i/s periodic."""
-    axes = [torch.arange(s, device=device, dtype=dtype) / (s if periodic else max(s - 1, 1)) for s in shape]
-    return torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(shape))
+    return torch.as_tensor(points(tuple(shape), "periodic" if periodic else "nodal"), dtype=dtype, device=device)
 
 
 def resample(x: torch.Tensor, size: int, periodic: bool) -> torch.Tensor:

@@ -116,18 +116,3 @@ class ForeignFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def periodic_axis(s: int) -> np.ndarray:
-    """x_i = i/s on the unit interval: the periodic grid (FNO Burgers and Navier–Stokes, neuraloperator)."""
-    return np.arange(s, dtype=np.float64) / s
-
-
-def nodal_axis(s: int) -> np.ndarray:
-    """x_i = i/(s-1): both ends included (FNO Darcy)."""
-    return np.linspace(0.0, 1.0, s)
-
-
-def cell_centres(s: int) -> np.ndarray:
-    """x_i = (i + 1/2)/s: cell centres (PDEBench grids); strided like a periodic grid (s → s/k)."""
-    return (np.arange(s, dtype=np.float64) + 0.5) / s

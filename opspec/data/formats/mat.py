@@ -14,8 +14,9 @@ from typing import Mapping
 import h5py
 import numpy as np
 
-from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent, nodal_axis, periodic_axis
+from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent
 from opspec.errors import OpspecError
+from opspec.grids import axis
 
 
 def mat_layout(path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, str, Layout]:
@@ -40,15 +41,15 @@ def mat_layout(path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, str, L
         raise OpspecError(f"{path}: inconsistent shapes: {a!r} has {sa[0]} samples but {u!r} has {su[0]} ({sa} vs {su})")
     if name == "fno-darcy":
         space = ("x", "y")[: len(sa) - 1]
-        layout = Layout(name, sa[0], space, sa[1:], space, su[1:], {d: nodal_axis(sa[1]) for d in space}, "nodal")
+        coords = {d: axis(n, "nodal") for d, n in zip(space, sa[1:])}
+        layout = Layout(name, sa[0], space, sa[1:], space, su[1:], coords, "nodal")
     elif name == "fno-burgers":
-        layout = Layout(name, sa[0], ("x",), sa[1:], ("x",), su[1:], {"x": periodic_axis(sa[1])}, "periodic")
+        layout = Layout(name, sa[0], ("x",), sa[1:], ("x",), su[1:], {"x": axis(sa[1], "periodic")}, "periodic")
     else:
         space = ("x", "y")
         t = su[-1]
-        layout = Layout(
-            name, sa[0], space, sa[1:], ("t", *space), (t, *su[1:-1]), {d: periodic_axis(sa[1]) for d in space}, "periodic"
-        )
+        coords = {d: axis(n, "periodic") for d, n in zip(space, sa[1:])}
+        layout = Layout(name, sa[0], space, sa[1:], ("t", *space), (t, *su[1:-1]), coords, "periodic")
     check_consistent(path, layout, a, u)
     return a, u, layout
 

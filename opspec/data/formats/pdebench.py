@@ -17,8 +17,9 @@ import os
 import h5py
 import numpy as np
 
-from opspec.data.formats.base import ForeignFile, Layout, cell_centres, check_consistent
+from opspec.data.formats.base import ForeignFile, Layout, check_consistent
 from opspec.errors import OpspecError
+from opspec.grids import cell_centres
 
 
 def _coordinate(path, h5: h5py.File, key: str, size: int) -> np.ndarray:

@@ -10,8 +10,9 @@ import os
 
 import numpy as np
 
-from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent, periodic_axis
+from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent
 from opspec.errors import OpspecError
+from opspec.grids import axis
 
 SPACE = ("x", "y", "z")
 
@@ -60,10 +61,9 @@ class TorchPtFile(ForeignFile):
         self._x, self._y = x, y
         space = SPACE[: x.ndim - 1]
         extra = tuple("t" if i == 0 else f"u_dim{i}" for i in range(y.ndim - x.ndim))
-        s = x.shape[1]
         self.layout = Layout(
             "neuralop-pt", x.shape[0], space, tuple(x.shape[1:]), (*extra, *space), tuple(y.shape[1:]),
-            {d: periodic_axis(s) for d in space}, "periodic",
+            {d: axis(n, "periodic") for d, n in zip(space, x.shape[1:])}, "periodic",
         )
         if x.dtype == torch.bool:
             self.layout.attrs["source_x_dtype"] = "bool"

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from opspec.data.canonical import CanonicalWriter
+from opspec.data.timesplit import TimeSplit
+from opspec.grids import axis
 
 PROBLEMS = ("darcy", "burgers", "navier_stokes")
 
@@ -37,7 +39,7 @@ class _Plan:
 def _darcy(resolution: int, n: int, seed: int, batch_size: int, progress: bool) -> _Plan:
     from opspec.data.generate.darcy import generate_darcy
 
-    grid = np.linspace(0.0, 1.0, resolution)
+    grid = axis(resolution, "nodal")
     attrs = {
         "equation": "-div(a grad u) = f on (0,1)^2, u = 0 on the boundary",
         "forcing": 1.0,
@@ -73,7 +75,7 @@ def _burgers(resolution: int, n: int, seed: int, batch_size: int, progress: bool
     }
     batches = burgers.generate_burgers(n, resolution, seed, viscosity=viscosity, time=time, time_step=time_step,
                                        batch_size=batch_size, device=device or "cpu", progress=progress)
-    return _Plan({"x": np.arange(resolution) / resolution}, "periodic", attrs, batches)
+    return _Plan({"x": axis(resolution, "periodic")}, "periodic", attrs, batches)
 
 
 def _navier_stokes(resolution: int, n: int, seed: int, batch_size: int, progress: bool, *,
@@ -107,14 +109,11 @@ def _navier_stokes(resolution: int, n: int, seed: int, batch_size: int, progress
     batches = ns.generate_navier_stokes(n, resolution, seed, times=times, viscosity=viscosity, time_step=time_step,
                                         solve_resolution=solve_resolution, batch_size=batch_size,
                                         device=device or "cpu", progress=progress)
-    pairs = ((w[:, :t_in], w[:, t_in:]) for _, w in batches)
-    split_kwargs = {
-        "extra_coords": {"t_in": times[:t_in], "t_out": times[t_in:]},
-        "a_dims": ("sample", "t_in", "x", "y"),
-        "u_dims": ("sample", "t_out", "x", "y"),
-    }
-    x = np.arange(resolution) / resolution
-    return _Plan({"x": x, "y": x}, "periodic", attrs, pairs, split_kwargs)
+    split = TimeSplit(t_in, times)
+    a_dims, u_dims = split.dims(("x", "y"))
+    split_kwargs = {"extra_coords": split.coords, "a_dims": ("sample", *a_dims), "u_dims": ("sample", *u_dims)}
+    x = axis(resolution, "periodic")
+    return _Plan({"x": x, "y": x}, "periodic", attrs, (split(w) for _, w in batches), split_kwargs)
 
 
 def generate_dataset(

@@ -21,40 +21,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from opspec.data.generate.darcy import _check_int
+from opspec.data.generate.grf import periodic_grf_std, sample_periodic_grf
+from opspec.data.generate.spectral import dealias_mask, rfft_wavenumbers
+from opspec.data.generate.validate import check_int, check_positive
 
 GRF_SIGMA = 25.0
 GRF_TAU = 5.0
 GRF_GAMMA = 2.0
 
 
-def dealias_cutoff(s: int) -> int:
-    """Largest retained wavenumber K of the 2/3 rule on s points: 3K < s."""
-    return (s - 1) // 3
-
-
-def grf_std_1d(s: int, sigma: float = GRF_SIGMA, tau: float = GRF_TAU, gamma: float = GRF_GAMMA) -> np.ndarray:
-    """Standard deviations σ_m = σ (4π²m² + τ²)^(−γ/2) of the s//2 + 1 rfft modes; 0 at m = 0 and m > K."""
-    m = np.arange(s // 2 + 1, dtype=np.float64)
-    std = sigma * (4.0 * np.pi**2 * m**2 + tau**2) ** (-gamma / 2.0)
-    std[0] = 0.0
-    std[m > dealias_cutoff(s)] = 0.0
-    return std
-
-
-def sample_grf_1d(s: int, rng: np.random.Generator, **grf: float) -> np.ndarray:
-    """One periodic zero-mean GRF on x_j = j / s: the coefficient on √2 cos(2πmx) and √2 sin(2πmx) is N(0, σ_m²).
-
-    Drawn as u = F⁻¹[σ_m · F_ortho(ξ)], ξ ~ N(0, I_s) white noise: F_ortho(ξ)_m has E|·|² = 1 and
-    exact Hermitian symmetry, so the real field has the KL variances above.
-    """
-    xi_hat = np.fft.rfft(rng.standard_normal(s), norm="ortho")
-    return np.fft.irfft(grf_std_1d(s, **grf) * xi_hat, n=s, norm="forward")
+# The initial condition's GRF: covariance GRF_SIGMA² (−Δ + GRF_TAU² I)^(−GRF_GAMMA) on the 2/3-rule modes.
+grf_std_1d = partial(periodic_grf_std, dim=1, sigma=GRF_SIGMA, tau=GRF_TAU, exponent=GRF_GAMMA)
+sample_grf_1d = partial(sample_periodic_grf, dim=1, sigma=GRF_SIGMA, tau=GRF_TAU, exponent=GRF_GAMMA)
 
 
 def etdrk4_coefficients(L: np.ndarray, h: float, contour_points: int = 64) -> tuple[np.ndarray, ...]:
@@ -75,13 +59,6 @@ def etdrk4_coefficients(L: np.ndarray, h: float, contour_points: int = 64) -> tu
     return np.exp(hL), np.exp(hL / 2), Q, f1, f2, f3
 
 
-def _check_positive(name: str, value: float) -> float:
-    """Raise ValueError naming the argument unless value is a finite number > 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) or not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return float(value)
-
-
 @torch.no_grad()
 def solve_burgers(
     u0: torch.Tensor,
@@ -93,20 +70,20 @@ def solve_burgers(
 
     The state is projected onto the 2/3-rule modes first (a no-op for `sample_grf_1d` fields).
     """
-    viscosity = _check_positive("viscosity", viscosity)
-    time = _check_positive("time", time)
-    time_step = _check_positive("time_step", time_step)
+    viscosity = check_positive("viscosity", viscosity)
+    time = check_positive("time", time)
+    time_step = check_positive("time_step", time_step)
     if u0.ndim != 2 or u0.shape[-1] < 4:
         raise ValueError(f"u0: expected a (batch, s) tensor with s >= 4, got shape {tuple(u0.shape)}")
     s = u0.shape[-1]
     n_steps = math.ceil(time / time_step * (1.0 - 1e-12))
     h = time / n_steps
-    m = np.arange(s // 2 + 1, dtype=np.float64)
+    (m,) = rfft_wavenumbers(s, 1)
     k = 2.0 * np.pi * m
     E, E2, Q, f1, f2, f3 = (
         torch.as_tensor(c, dtype=u0.dtype, device=u0.device) for c in etdrk4_coefficients(-viscosity * k**2, h)
     )
-    keep = torch.as_tensor(m <= dealias_cutoff(s), device=u0.device)
+    keep = torch.as_tensor(dealias_mask(s, 1), device=u0.device)
     g = torch.as_tensor(-0.5j * k, device=u0.device) * keep  # N(v) = g · F[(F⁻¹ v)²]
 
     def N(v: torch.Tensor) -> torch.Tensor:
@@ -143,12 +120,12 @@ def generate_burgers(
     own, so u0 is bit-identical for every batch size and device; the batched solve in float64
     agrees across batch sizes to round-off.  Arguments are validated when called.
     """
-    _check_int("n", n, 1, "number of samples")
-    _check_int("resolution", resolution, 4, "grid points on the periodic interval")
-    _check_int("seed", seed, 0, "seed for numpy.random.SeedSequence")
-    _check_int("batch_size", batch_size, 1, "samples per yielded batch")
+    check_int("n", n, 1, "number of samples")
+    check_int("resolution", resolution, 4, "grid points on the periodic interval")
+    check_int("seed", seed, 0, "seed for numpy.random.SeedSequence")
+    check_int("batch_size", batch_size, 1, "samples per yielded batch")
     for name, value in (("viscosity", viscosity), ("time", time), ("time_step", time_step)):
-        _check_positive(name, value)
+        check_positive(name, value)
     return _burgers_batches(int(n), int(resolution), int(seed), viscosity, time, time_step, int(batch_size),
                             torch.device(device), progress)
 

@@ -19,6 +19,7 @@ import scipy.sparse.linalg as spla
 from tqdm.auto import tqdm
 
 from opspec.data.generate.grf import sample_grf_2d
+from opspec.data.generate.validate import check_int
 
 A_POSITIVE = 12.0
 A_NEGATIVE = 3.0
@@ -105,12 +106,6 @@ def solve_darcy(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
     return u
 
 
-def _check_int(name: str, value: object, minimum: int, meaning: str) -> None:
-    """Raise ValueError naming the argument unless value is an integer >= minimum."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum} ({meaning}), got {value!r}")
-
-
 def generate_darcy(
     n: int,
     resolution: int,
@@ -130,10 +125,10 @@ def generate_darcy(
     not on batch_size, and not on n either (the first m samples of a larger run equal a run with
     n = m).  Arguments are validated when called, before the first batch is requested.
     """
-    _check_int("n", n, 1, "number of samples")
-    _check_int("resolution", resolution, 3, "grid points per axis including both boundaries")
-    _check_int("seed", seed, 0, "seed for numpy.random.SeedSequence")
-    _check_int("batch_size", batch_size, 1, "samples per yielded batch")
+    check_int("n", n, 1, "number of samples")
+    check_int("resolution", resolution, 3, "grid points per axis including both boundaries")
+    check_int("seed", seed, 0, "seed for numpy.random.SeedSequence")
+    check_int("batch_size", batch_size, 1, "samples per yielded batch")
     return _darcy_batches(int(n), int(resolution), int(seed), alpha, tau, int(batch_size), progress)
 
 

@@ -1,6 +1,8 @@
-"""Gaussian random fields on the unit square by a cosine (Neumann) Karhunen-Loeve expansion.
+"""Gaussian random fields, the generators' random inputs: Neumann (cosine) for Darcy, periodic (Fourier) for
+Burgers and Navier–Stokes.
 
-This follows the GRF routine used to generate the FNO Darcy data (Li et al., ICLR 2021):
+Neumann fields on the unit square by a cosine Karhunen-Loeve expansion follow the GRF routine used to
+generate the FNO Darcy data (Li et al., ICLR 2021):
 
     psi ~ N(0, C),   C = tau^(2*alpha - 2) * (-Laplacian + tau^2 I)^(-alpha),
 
@@ -22,12 +24,18 @@ x_i = i / (s - 1), i = 0..s-1 (both boundaries included, h = 1 / (s - 1)), and c
 cos(pi k i / (s - 1)) is exactly the DCT-I kernel, so we synthesise with scipy's DCT-I.  The
 samples are therefore exact draws of the truncated expansion above at the nodes; relative to the
 MATLAB code the only difference is that half-cell shift of the sample points.
+
+Periodic fields on the torus [0, 1)^dim have covariance sigma^2 (-Laplacian + tau^2 I)^(-exponent), mean
+mode 0, drawn inside the 2/3-rule modes (`spectral.dealias_mask`) so a solver's initial state is exactly
+the stored field: w = F^-1[sigma_m F_ortho(xi)], xi ~ N(0, I) white noise on the grid x_i = i/s.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import fft
+
+from opspec.data.generate.spectral import dealias_mask, rfft_wavenumbers
 
 
 def grf_mode_std(s: int, alpha: float = 2.0, tau: float = 3.0) -> np.ndarray:
@@ -72,3 +80,25 @@ def sample_grf_2d(
         raise ValueError(f"s: expected an integer >= 2, got {s}")
     xi = rng.standard_normal((n, s, s))
     return synthesize_grf_2d(xi, alpha, tau)
+
+
+def periodic_grf_std(s: int, dim: int, *, sigma: float, tau: float, exponent: float) -> np.ndarray:
+    """KL standard deviations sigma (4 pi^2 |m|^2 + tau^2)^(-exponent/2) on the rfftn layout of an s^dim
+    periodic grid; 0 at m = 0 and outside the 2/3-rule modes."""
+    m = rfft_wavenumbers(s, dim)
+    std = sigma * (4.0 * np.pi**2 * sum(mi**2 for mi in m) + tau**2) ** (-exponent / 2.0)
+    std[(0,) * dim] = 0.0
+    return np.where(dealias_mask(s, dim), std, 0.0)
+
+
+def sample_periodic_grf(s: int, rng: np.random.Generator, *, dim: int, sigma: float, tau: float,
+                        exponent: float) -> np.ndarray:
+    """One zero-mean periodic GRF of shape (s,) * dim: w = F^-1[sigma_m F_ortho(xi)], xi ~ N(0, I) on the grid.
+
+    F_ortho(xi)_m has E|.|^2 = 1 and exact Hermitian symmetry, so the coefficient of w on each real
+    orthonormal Fourier mode (sqrt 2 cos, sqrt 2 sin of 2 pi m.x) is N(0, sigma_m^2).
+    """
+    axes = tuple(range(-dim, 0))
+    xi_hat = np.fft.rfftn(rng.standard_normal((s,) * dim), axes=axes, norm="ortho")
+    std = periodic_grf_std(s, dim, sigma=sigma, tau=tau, exponent=exponent)
+    return np.fft.irfftn(std * xi_hat, s=(s,) * dim, axes=axes, norm="forward")

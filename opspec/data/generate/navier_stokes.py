@@ -27,13 +27,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from functools import partial
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from opspec.data.generate.burgers import _check_positive, dealias_cutoff
-from opspec.data.generate.darcy import _check_int
+from opspec.data.generate.grf import periodic_grf_std, sample_periodic_grf
+from opspec.data.generate.spectral import dealias_mask, rfft_wavenumbers
+from opspec.data.generate.validate import check_int, check_nonnegative, check_positive, check_times
+from opspec.grids import axis
 
 GRF_SIGMA = 7.0**1.5
 GRF_TAU = 7.0
@@ -41,41 +44,14 @@ GRF_ALPHA = 2.5
 FORCING_AMPLITUDE = 0.1
 
 
-def _wavenumbers(s: int) -> tuple[np.ndarray, np.ndarray]:
-    """Integer wavenumbers (m_x, m_y) of the (s, s//2 + 1) rfft2 layout, broadcast to that shape."""
-    mx = np.fft.fftfreq(s, d=1.0 / s)[:, None] * np.ones((1, s // 2 + 1))
-    my = np.arange(s // 2 + 1, dtype=np.float64)[None, :] * np.ones((s, 1))
-    return mx, my
-
-
-def dealias_mask(s: int) -> np.ndarray:
-    """The 2/3-rule projection P on the rfft2 layout: True where |m_x|, |m_y| ≤ ⌊(s − 1)/3⌋."""
-    mx, my = _wavenumbers(s)
-    K = dealias_cutoff(s)
-    return (np.abs(mx) <= K) & (my <= K)
-
-
-def grf_std_2d(s: int, sigma: float = GRF_SIGMA, tau: float = GRF_TAU, alpha: float = GRF_ALPHA) -> np.ndarray:
-    """KL standard deviations σ (4π²|m|² + τ²)^(−α/2) on the rfft2 layout; 0 at m = 0 and outside P."""
-    mx, my = _wavenumbers(s)
-    std = sigma * (4.0 * np.pi**2 * (mx**2 + my**2) + tau**2) ** (-alpha / 2.0)
-    std[0, 0] = 0.0
-    return np.where(dealias_mask(s), std, 0.0)
-
-
-def sample_grf_2d_periodic(s: int, rng: np.random.Generator, **grf: float) -> np.ndarray:
-    """One zero-mean periodic GRF (s, s): w = F⁻¹[σ_m · F_ortho(ξ)], ξ ~ N(0, I) white noise on the grid.
-
-    F_ortho(ξ)_m has E|·|² = 1 and exact Hermitian symmetry, so the coefficient of w on each real
-    orthonormal Fourier mode (√2 cos, √2 sin of 2π m·x) is N(0, σ_m²).
-    """
-    xi_hat = np.fft.rfft2(rng.standard_normal((s, s)), norm="ortho")
-    return np.fft.irfft2(grf_std_2d(s, **grf) * xi_hat, s=(s, s), norm="forward")
+# The initial vorticity's GRF: covariance GRF_SIGMA² (−Δ + GRF_TAU² I)^(−GRF_ALPHA) on the 2/3-rule modes.
+grf_std_2d = partial(periodic_grf_std, dim=2, sigma=GRF_SIGMA, tau=GRF_TAU, exponent=GRF_ALPHA)
+sample_grf_2d_periodic = partial(sample_periodic_grf, dim=2, sigma=GRF_SIGMA, tau=GRF_TAU, exponent=GRF_ALPHA)
 
 
 def fno_forcing(s: int, amplitude: float = FORCING_AMPLITUDE) -> np.ndarray:
     """f(x, y) = amplitude (sin 2π(x + y) + cos 2π(x + y)) on the (s, s) grid x_i = i / s."""
-    x = np.arange(s) / s
+    x = axis(s, "periodic")
     phase = 2.0 * np.pi * (x[:, None] + x[None, :])
     return amplitude * (np.sin(phase) + np.cos(phase))
 
@@ -96,14 +72,6 @@ def snapshot_steps(times: Sequence[float], time_step: float) -> list[tuple[int, 
     return plan
 
 
-def _check_times(times: Sequence[float]) -> list[float]:
-    """Validate snapshot times: finite, >= 0, strictly increasing, at least one."""
-    out = [float(t) for t in times]
-    if not out or any(not math.isfinite(t) or t < 0 for t in out) or any(b <= a for a, b in zip(out, out[1:])):
-        raise ValueError(f"times: expected a non-empty strictly increasing list of finite times >= 0, got {list(times)}")
-    return out
-
-
 @torch.no_grad()
 def solve_navier_stokes(
     w0: torch.Tensor,
@@ -118,20 +86,18 @@ def solve_navier_stokes(
     `forcing` is an (s, s) field (None: unforced); the state and the forcing are projected onto
     the 2/3-rule modes first.  Every step is ≤ time_step and each requested time is hit exactly.
     """
-    viscosity = float(viscosity)
-    if not math.isfinite(viscosity) or viscosity < 0:
-        raise ValueError(f"viscosity: expected a finite number >= 0, got {viscosity!r}")
-    time_step = _check_positive("time_step", time_step)
-    times = _check_times(times)
+    viscosity = check_nonnegative("viscosity", viscosity)
+    time_step = check_positive("time_step", time_step)
+    times = check_times(times)
     if w0.ndim != 3 or w0.shape[-1] != w0.shape[-2] or w0.shape[-1] < 4:
         raise ValueError(f"w0: expected a (batch, s, s) tensor with s >= 4, got shape {tuple(w0.shape)}")
     s, device = w0.shape[-1], w0.device
-    mx, my = _wavenumbers(s)
+    mx, my = rfft_wavenumbers(s, 2)
     kx = torch.as_tensor(2.0 * np.pi * mx, dtype=w0.dtype, device=device)
     ky = torch.as_tensor(2.0 * np.pi * my, dtype=w0.dtype, device=device)
     k2 = kx**2 + ky**2
     inv_k2 = torch.where(k2 > 0, 1.0 / torch.where(k2 > 0, k2, 1.0), 0.0)
-    keep = torch.as_tensor(dealias_mask(s), device=device)
+    keep = torch.as_tensor(dealias_mask(s, 2), device=device)
     f_hat = torch.zeros((), dtype=torch.complex128 if w0.dtype == torch.float64 else torch.complex64, device=device)
     if forcing is not None:
         f_hat = torch.fft.rfft2(forcing.to(device=device, dtype=w0.dtype)) * keep
@@ -181,17 +147,17 @@ def generate_navier_stokes(
     Sample k draws w0 from default_rng(SeedSequence(seed).spawn(n)[k]) on its own, so w0 is
     bit-identical for every batch size and device; the batched solve agrees to round-off.
     """
-    _check_int("n", n, 1, "number of samples")
-    _check_int("resolution", resolution, 4, "grid points per axis of the stored periodic grid")
-    _check_int("seed", seed, 0, "seed for numpy.random.SeedSequence")
-    _check_int("batch_size", batch_size, 1, "samples per yielded batch")
+    check_int("n", n, 1, "number of samples")
+    check_int("resolution", resolution, 4, "grid points per axis of the stored periodic grid")
+    check_int("seed", seed, 0, "seed for numpy.random.SeedSequence")
+    check_int("batch_size", batch_size, 1, "samples per yielded batch")
     solve_resolution = resolution if solve_resolution is None else solve_resolution
-    _check_int("solve_resolution", solve_resolution, resolution, "grid points per axis of the solve, a multiple of resolution")
+    check_int("solve_resolution", solve_resolution, resolution, "grid points per axis of the solve, a multiple of resolution")
     if solve_resolution % resolution:
         raise ValueError(f"solve_resolution: expected a multiple of resolution={resolution}, got {solve_resolution}")
-    _check_positive("viscosity", viscosity)
-    time_step = default_time_step(solve_resolution) if time_step is None else _check_positive("time_step", time_step)
-    times = _check_times(times)
+    check_positive("viscosity", viscosity)
+    time_step = default_time_step(solve_resolution) if time_step is None else check_positive("time_step", time_step)
+    times = check_times(times)
     return _ns_batches(int(n), int(resolution), int(solve_resolution), int(seed), times, viscosity, time_step,
                        int(batch_size), torch.device(device), progress)
 
