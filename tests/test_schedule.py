@@ -1,0 +1,85 @@
+"""The LR schedule (opspec/schedule.py): warm-up by hand, the schedules against torch's own, and a
+schedule rebuilt at an epoch boundary (resume, also with train.epochs changed)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from opspec.schedule import build_scheduler, lr_factor
+
+
+def _optimizer(lrs=(0.1, 0.03)) -> torch.optim.Optimizer:
+    groups = [{"params": [torch.nn.Parameter(torch.zeros(2))], "lr": lr} for lr in lrs]
+    return torch.optim.SGD(groups)
+
+
+def _cfg(**kw):
+    return OmegaConf.create({"epochs": 5, "warmup_epochs": 0, "scheduler": "cosine", "step_size": 2, "gamma": 0.5, **kw})
+
+
+def _run(optimizer, scheduler, steps: int) -> list[list[float]]:
+    lrs = []
+    for _ in range(steps):
+        lrs.append([g["lr"] for g in optimizer.param_groups])
+        optimizer.step()
+        scheduler.step()
+    return lrs
+
+
+def test_warmup_is_linear_per_step_then_cosine_over_the_remaining_epochs():
+    # 2 warm-up epochs of 3 steps: 1/6 … 6/6 of the base LR; then cosine over T = 5 − 2 epochs
+    opt = _optimizer()
+    lrs = _run(opt, build_scheduler(opt, _cfg(warmup_epochs=2), steps_per_epoch=3), 15)
+    expect = [k / 6 for k in range(1, 7)] + [0.5 * (1 + math.cos(math.pi * e / 3)) for e in (0, 1, 2) for _ in range(3)]
+    for got, f in zip(lrs, expect):
+        assert got == pytest.approx([0.1 * f, 0.03 * f], rel=1e-14)
+
+
+@pytest.mark.parametrize("name, reference", [
+    ("cosine", lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)),
+    ("step", lambda opt: torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5)),
+    ("none", lambda opt: torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)),
+])
+def test_without_warmup_each_epoch_has_torchs_lr(name, reference):
+    opt, ref_opt = _optimizer(), _optimizer()
+    ours = _run(opt, build_scheduler(opt, _cfg(scheduler=name), steps_per_epoch=4), 20)
+    theirs = _run(ref_opt, reference(ref_opt), 5)  # torch's, stepped once per epoch
+    for step, got in enumerate(ours):
+        assert got == pytest.approx(theirs[step // 4], rel=1e-12, abs=1e-15), step
+
+
+def test_rebuilt_after_an_epoch_continues_the_uninterrupted_schedule():
+    cfg = _cfg(warmup_epochs=2, epochs=6)
+    opt = _optimizer()
+    full = _run(opt, build_scheduler(opt, cfg, steps_per_epoch=3), 18)
+
+    first = _optimizer()
+    _run(first, build_scheduler(first, cfg, steps_per_epoch=3), 3)  # one epoch, inside the warm-up
+    resumed = _optimizer(lrs=(9.0, 9.0))  # a fresh optimizer's lr is overwritten by the saved initial_lr
+    resumed.load_state_dict(first.state_dict())
+    rest = _run(resumed, build_scheduler(resumed, cfg, steps_per_epoch=3, start_epoch=1), 15)
+    assert rest == full[3:]
+
+
+def test_rebuilt_with_more_epochs_follows_the_longer_schedule():
+    opt = _optimizer()
+    _run(opt, build_scheduler(opt, _cfg(epochs=4), steps_per_epoch=2), 6)  # 3 of 4 epochs
+    longer = _cfg(epochs=8)
+    continued = _run(opt, build_scheduler(opt, longer, steps_per_epoch=2, start_epoch=3), 10)
+    fresh = _optimizer()
+    assert continued == _run(fresh, build_scheduler(fresh, longer, steps_per_epoch=2), 16)[6:]
+    assert continued[0][0] == pytest.approx(0.1 * 0.5 * (1 + math.cos(math.pi * 3 / 8)), rel=1e-14)
+
+
+def test_lr_factor_by_hand_and_bad_names():
+    assert lr_factor(0, 10, 5, warmup_epochs=1) == pytest.approx(0.1)
+    assert lr_factor(9, 10, 5, warmup_epochs=1) == 1.0
+    assert lr_factor(10, 10, 5, warmup_epochs=1) == 1.0  # the schedule's first epoch
+    assert lr_factor(30, 10, 5, warmup_epochs=1) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert lr_factor(5, 1, 10, scheduler="step", step_size=2, gamma=0.1) == pytest.approx(0.01)
+    with pytest.raises(ValueError, match="scheduler"):
+        build_scheduler(_optimizer(), _cfg(scheduler="linear"))
