@@ -8,7 +8,7 @@ are refused with a one-line error naming the key.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -16,8 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from opspec.errors import OpspecError
-from opspec.optim.build import OPTIMIZERS
-from opspec.optim.specmuon import TOPK_METHODS
+from opspec.optim.options import config_choices, config_fields
 
 
 @dataclass
@@ -56,30 +55,11 @@ class ModelConfig:
     basis: int = 64  # p, basis functions per output channel
 
 
-@dataclass
-class OptimizerConfig:
-    # adamw | muon | specmuon | the U Σ^p Vᴴ family <base>_p<p>, base momentum|adam, p 0|0.25|0.5|1
-    # (momentum_p0 is muon). Muon won the default Darcy run on two seeds: docs/RESULTS.md.
-    name: str = "muon"
-    lr: float = 1e-2
-    weight_decay: float = 1e-4
-    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])  # AdamW, the adam base, and the AdamW part
-    eps: float = 1e-8
-    # The spectral optimizers (opspec/optim/muon.py, specmuon.py):
-    momentum: Optional[float] = None  # None: the optimizer's own (Muon 0.95, SpecMuon 0.9)
-    nesterov: bool = True  # Muon family only
-    ns_steps: int = 5
-    coefficients: str = "quintic"  # quintic | polar_express
-    adjust_lr: str = "match_rms_adamw"  # original | match_rms_adamw | none
-    layout: str = "auto"  # auto | per_mode | flatten (spectral weights) …
-    compute_dtype: str = "auto"  # Newton–Schulz matmuls: auto (bf16 on CUDA and bf16 CPUs, else float32) | float32 | bfloat16
-    adamw_lr: Optional[float] = 3e-3  # lr of the AdamW part (biases, norms, tiny tensors); None: lr
-    # SpecMuon only (docs/specmuon.md):
-    guided_modes: int = 6  # k
-    relaxation: float = 0.2  # ξ
-    energy_shift: float = 1.0  # C
-    loss_ema: float = 0.9  # β of the loss energy's EMA; 0: the batch loss
-    topk: str = "subspace"  # subspace | svd
+# The optimizer section, generated from opspec/optim/options.py, where every option is declared once
+# (type, default, range, one-line doc): name is adamw | muon | specmuon | the U Σ^p Vᴴ family
+# <base>_p<p> (base momentum|adam, p 0|0.25|0.5|1; momentum_p0 is muon). Muon won the default Darcy
+# run on two seeds (docs/RESULTS.md); a null value means the optimizer's own default.
+OptimizerConfig = make_dataclass("OptimizerConfig", config_fields())
 
 
 @dataclass
@@ -112,12 +92,7 @@ class Config:
 CHOICES = {
     "data.problem": ("darcy", "burgers", "navier_stokes"),
     "model.name": ("fno", "deeponet"),
-    "optimizer.name": OPTIMIZERS,
-    "optimizer.topk": TOPK_METHODS,
-    "optimizer.coefficients": ("quintic", "polar_express"),
-    "optimizer.adjust_lr": ("original", "match_rms_adamw", "none"),
-    "optimizer.layout": ("auto", "matrix", "conv", "per_mode", "flatten"),
-    "optimizer.compute_dtype": ("auto", "float32", "bfloat16"),
+    **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/options.py)
     "train.scheduler": ("cosine", "step", "none"),
 }
 

@@ -37,7 +37,7 @@ from opspec.errors import OpspecError, cli_main
 from opspec.evaluate import evaluate_model, format_table, summary_json
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
-from opspec.optim import build_optimizer
+from opspec.optim import build_optimizer, options_from_config
 from opspec.plots import plot_curves
 from opspec.runtime import keep_freed_memory
 
@@ -82,24 +82,12 @@ def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | N
 
 def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,
                           process_group: torch.distributed.ProcessGroup | None = None) -> torch.optim.Optimizer:
-    """The configured optimizer as one object over the whole model (see opspec.optim.build_optimizer);
-    the spectral ones share their work across `process_group`'s ranks."""
-    hyper: dict[str, Any] = dict(lr=cfg.lr, weight_decay=cfg.weight_decay, betas=tuple(cfg.betas), eps=cfg.eps)
-    if cfg.name != "adamw":
-        hyper.update(
-            process_group=process_group,
-            ns_steps=cfg.ns_steps, coefficients=cfg.coefficients, adjust_lr=cfg.adjust_lr, layout=cfg.layout,
-            adamw_lr=cfg.adamw_lr, compute_dtype=None if cfg.compute_dtype == "auto" else getattr(torch, cfg.compute_dtype),
-        )
-        if cfg.momentum is not None:
-            hyper["momentum"] = cfg.momentum
-        if cfg.name == "specmuon":
-            hyper.update(guided_modes=cfg.guided_modes, relaxation=cfg.relaxation, energy_shift=cfg.energy_shift,
-                         loss_ema=cfg.loss_ema, topk=cfg.topk)
-        else:
-            hyper["nesterov"] = cfg.nesterov
+    """The configured optimizer as one object over the whole model (opspec.optim.build_optimizer with
+    the section's keys that optimizer takes, as opspec/optim/options.py declares them); the spectral
+    ones share their work across `process_group`'s ranks."""
+    options = options_from_config(cfg.name, to_container(cfg))
     try:
-        return build_optimizer(model, cfg.name, **hyper)
+        return build_optimizer(model, cfg.name, process_group=process_group, **options)
     except ValueError as err:  # an option out of range: one line naming it
         raise OpspecError(f"optimizer: {err}") from None
 

@@ -101,6 +101,7 @@ class Option:
     kwarg: str | None = None  # the constructor's keyword, when not `name`
     convert: Callable[[Any], Any] | None = None  # config value → constructor value
     in_config: bool = True  # False: set another way (e.g. by the optimizer's name)
+    choices: tuple[Any, ...] | None = None  # the allowed values, for options that are a choice
 
     @property
     def keyword(self) -> str:
@@ -111,17 +112,23 @@ def _choices(values: tuple[str, ...]) -> Callable[[Any], str | None]:
     return lambda x: None if x in values else f"one of {list(values)}"
 
 
+def _choice(name: str, default: str, doc: str, values: tuple[str, ...], **kw: Any) -> Option:
+    """An option that is one of `values`."""
+    return Option(name, str, default, doc, _choices(values), choices=values, **kw)
+
+
 # The skeleton's options (opspec/optim/step.py): every spectral optimizer has them.
 SPECTRAL = (
     Option("lr", float, 0.02, "step size γ₀ before the shape rule", POSITIVE),
     Option("weight_decay", float, 0.0, "decoupled weight decay λ: θ ← (1 − γ₀λ)θ", NON_NEGATIVE),
     Option("momentum", float, 0.95, "μ of the optimizer's momentum", FRACTION),
-    Option("adjust_lr", str, "original", "shape rule: √max(1, out/in) | 0.2·√max(out, in) | 1", _choices(LR_RULES)),
-    Option("layout", str, "auto", "matrices of a parameter: auto (by rule) or one layout for all", _choices(LAYOUT_CHOICES)),
+    _choice("adjust_lr", "original", "shape rule: √max(1, out/in) | 0.2·√max(out, in) | 1", LR_RULES),
+    _choice("layout", "auto", "matrices of a parameter: auto (by rule) or one layout for all", LAYOUT_CHOICES),
     Option("ns_steps", int, 5, "Newton–Schulz steps of the polar factor", _integer(1)),
-    Option("coefficients", str, "quintic", "Newton–Schulz (a, b, c): quintic | polar_express", _coefficients),
+    Option("coefficients", str, "quintic", "Newton–Schulz (a, b, c): quintic | polar_express (a config names a set)",
+           _coefficients, choices=COEFFICIENT_SETS),
     Option("compute_dtype", str, None, "dtype of the Newton–Schulz matmuls: auto (bf16 on CUDA and bf16 CPUs, else float32)",
-           _compute_dtype, convert=_to_dtype),
+           _compute_dtype, convert=_to_dtype, choices=COMPUTE_DTYPES),
     Option("spectral_eps", float, 1e-7, "ε of the spectral map's Frobenius normalizations", POSITIVE, kwarg="eps"),
 )
 
@@ -136,8 +143,8 @@ ADAMW_PART = (
 )
 
 MUON_OWN = (
-    Option("base", str, "momentum", "direction before the map: momentum | adam (set by the name <base>_p<p>)",
-           _choices(BASES), in_config=False),
+    _choice("base", "momentum", "direction before the map: momentum | adam (set by the name <base>_p<p>)", BASES,
+            in_config=False),
     Option("power", float, 0.0, "p of U Σ^p Vᴴ: 0 | 0.25 | 0.5 | 1 (set by the name <base>_p<p>)",
            lambda x: None if _real(x) and float(x) in POWERS else f"one of {list(POWERS)}", in_config=False),
     Option("nesterov", bool, True, "Nesterov look-ahead of the momentum base", _boolean),
@@ -151,7 +158,7 @@ SPECMUON_OWN = (
            _interval(0.0, 1.0)),
     Option("energy_shift", float, 1.0, "C in E = √(ℓ + C)", NON_NEGATIVE),
     Option("loss_ema", float, 0.9, "β of the loss EMA ℓ; 0: the batch loss", FRACTION),
-    Option("topk", str, "subspace", "top-k triplets by warm-started subspace iteration | batched svd", _choices(TOPK_METHODS)),
+    _choice("topk", "subspace", "top-k triplets by warm-started subspace iteration | batched svd", TOPK_METHODS),
     Option("subspace_iters", int, 1, "subspace iterations per step (4 at a cold start)", _integer(1)),
 )
 
@@ -241,6 +248,12 @@ def to_keywords(name: str, options: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def options_from_config(name: str, section: dict[str, Any]) -> dict[str, Any]:
+    """The keys of a config's optimizer section (all optimizers' keys) that optimizer `name` takes."""
+    keys = {o.name for o in optimizer_options(name)}
+    return {key: value for key, value in section.items() if key in keys}
+
+
 # The default experiment's values where they are not the optimizer's own (configs/darcy_fno.yaml;
 # Muon with the AdamW-matching shape rule won the default Darcy run on two seeds: docs/RESULTS.md).
 EXPERIMENT_DEFAULTS: dict[str, Any] = {
@@ -272,6 +285,13 @@ def config_fields() -> list[tuple[str, Any, Any]]:
         else:
             fields.append((key, kind, field(default=default)))
     return fields
+
+
+def config_choices() -> dict[str, tuple[Any, ...]]:
+    """"optimizer.<key>" → allowed values, for the config keys that are a choice (the name included)."""
+    table = {"optimizer.name": OPTIMIZERS}
+    table.update({f"optimizer.{key}": options[0].choices for key, options in _all_options().items() if options[0].choices})
+    return table
 
 
 def config_docs() -> dict[str, str]:
