@@ -5,12 +5,20 @@ processes sees the same batches as one process, and a resumed run replays them. 
 batch is split into contiguous shares, one per rank; a rank whose share is empty (a last batch
 smaller than the number of ranks) gets the batch's first sample with weight 0, so every rank runs
 a forward and backward pass and the weighted sum over ranks is still the global batch's.
+
+An in-memory dataset is shuffled sample by sample (torch's RandomSampler). An out-of-core one is
+read in windows (docs/data.md): the stored blocks (chunks) are put in a random order, cut into
+windows of about WINDOW_BYTES that hold a whole number of global batches, and each window's
+samples are shuffled among themselves. One DataLoader item is one window: a worker reads this
+rank's samples of it (one contiguous read per run), strides them in memory and cuts them into
+this rank's shares, while the model trains on the previous window.
 """
 
 from __future__ import annotations
 
 from typing import Iterator
 
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
@@ -30,9 +38,13 @@ class RankShares(Sampler[Share]):
 
     def __iter__(self) -> Iterator[Share]:
         for batch in self.batches:
-            indices = torch.as_tensor(batch)
-            mine = torch.tensor_split(indices, self.world_size)[self.rank]
-            yield (mine, len(indices), 1.0) if len(mine) else (indices[:1], len(indices), 0.0)
+            yield rank_share(torch.as_tensor(batch), self.rank, self.world_size)
+
+
+def rank_share(indices: torch.Tensor, rank: int, world_size: int) -> Share:
+    """This rank's contiguous share of one global batch; an empty share is the first sample at weight 0."""
+    mine = torch.tensor_split(indices, world_size)[rank]
+    return (mine, len(indices), 1.0) if len(mine) else (indices[:1], len(indices), 0.0)
 
 
 class SharedBatches(Dataset):
@@ -50,13 +62,81 @@ class SharedBatches(Dataset):
         return a, u, n_global, weight
 
 
+WINDOW_BYTES = 64 * 2**20  # stored bytes of one out-of-core window (a worker holds one while it strides it)
+
+
+def epoch_windows(blocks: list[tuple[int, int]], batch_size: int, seed: int, epoch: int,
+                  window_samples: int) -> list[torch.Tensor]:
+    """One epoch's sample order as windows: blocks in a random order, cut into windows of a whole
+    number of batches (about `window_samples`), each window shuffled. Depends only on (seed, epoch)."""
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(len(blocks), generator=generator).tolist()
+    sequence = torch.cat([torch.arange(*blocks[b]) for b in order]) if blocks else torch.zeros(0, dtype=torch.long)
+    size = max(1, round(window_samples / batch_size)) * batch_size
+    return [w[torch.randperm(len(w), generator=generator)] for w in torch.split(sequence, size)]
+
+
+class WindowShares(Dataset):
+    """`windows[i]` → this rank's shares of the global batches in window i, read with one read per run."""
+
+    def __init__(self, dataset: OperatorDataset, windows: list[torch.Tensor], batch_size: int, rank: int,
+                 world_size: int) -> None:
+        self.dataset, self.windows, self.batch_size = dataset, windows, batch_size
+        self.rank, self.world_size = rank, world_size
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
+        shares = [rank_share(batch, self.rank, self.world_size) for batch in torch.split(self.windows[i], self.batch_size)]
+        needed = np.unique(torch.cat([indices for indices, _, _ in shares]).numpy())
+        a, u = self.dataset.read_sorted(needed)
+        a, u = torch.from_numpy(a), torch.from_numpy(u)
+        out = []
+        for indices, n_global, weight in shares:
+            where = torch.from_numpy(np.searchsorted(needed, indices.numpy()))
+            out.append((a[where], u[where], n_global, weight))
+        return out
+
+
+class WindowedLoader:
+    """Iterates a DataLoader of windows as the (a, u, samples in the global batch, weight) shares they hold."""
+
+    def __init__(self, loader: DataLoader, n_batches: int) -> None:
+        self.loader, self.n_batches = loader, n_batches
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, float]]:
+        for window in self.loader:
+            yield from window
+
+
+def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
+                       rank: int = 0, world_size: int = 1, window_bytes: int = WINDOW_BYTES) -> WindowedLoader:
+    """This rank's shares of one epoch's global batches, read window by window (module docstring).
+
+    With workers, worker w reads windows w, w + W, … with its own HDF5 handle and the DataLoader
+    hands them over in order, prefetch_factor windows ahead; memory stays at a few windows.
+    """
+    sample_bytes = max(1, dataset.file.sample_bytes(dataset.split))
+    windows = epoch_windows(dataset.blocks(), batch_size, seed, epoch, max(batch_size, window_bytes // sample_bytes))
+    loader = DataLoader(WindowShares(dataset, windows, batch_size, rank, world_size), batch_size=None,
+                        shuffle=False, num_workers=num_workers)
+    return WindowedLoader(loader, sum(-(-len(w) // batch_size) for w in windows))
+
+
 def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1) -> DataLoader:
+                 rank: int = 0, world_size: int = 1) -> DataLoader | WindowedLoader:
     """This rank's share of one epoch's shuffled global batches of `batch_size` samples.
 
-    The order depends only on (seed, epoch). The dataset is indexed with a whole share at once
-    (batch_size=None), so there is no per-sample collation.
+    The order depends only on (seed, epoch). In memory, the dataset is indexed with a whole share
+    at once (batch_size=None), so there is no per-sample collation; out of core, windows of
+    blocks are read ahead (out_of_core_loader).
     """
+    if not dataset.in_memory:
+        return out_of_core_loader(dataset, batch_size, seed, epoch, num_workers, rank, world_size)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size=batch_size, drop_last=False)
     return DataLoader(SharedBatches(dataset), sampler=RankShares(batches, rank, world_size), batch_size=None,

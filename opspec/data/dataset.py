@@ -1,53 +1,74 @@
-"""A torch Dataset over one split of a canonical file at any strided resolution, and its normalizer."""
+"""A torch Dataset over one split of canonical data (a file or a set of files) at a strided resolution, and its normalizer."""
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from opspec.data.canonical import CanonicalFile
+from opspec.data.canonical import CanonicalFile, Resolution
+from opspec.data.multifile import CanonicalSet, open_data
+
+_WARNED: set[tuple[str, str]] = set()
 
 
 def _with_channel(data: np.ndarray, n_space: int) -> np.ndarray:
-    """Give (n, *space) data an explicit channel axis: (n, 1, *space); leave (n, c, *space) alone."""
+    """Give (n, *space) data an explicit channel axis: (n, 1, *space); (n, c…, *space) becomes (n, Πc, *space)."""
     return data[:, None] if data.ndim == n_space + 1 else data.reshape(data.shape[0], -1, *data.shape[-n_space:])
+
+
+def runs(indices: np.ndarray) -> list[slice]:
+    """Sorted distinct indices as slices of consecutive ones: one contiguous read each."""
+    if len(indices) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [len(indices)]])
+    return [slice(int(indices[a]), int(indices[b - 1]) + 1) for a, b in zip(starts, stops)]
 
 
 class OperatorDataset(torch.utils.data.Dataset):
     """Pairs (a, u) of one split as float32 tensors (channel, *space) at a strided resolution.
 
-    `in_memory=True` reads the strided split once (one pass over the file; only the strided
-    points are kept), which makes a training epoch cost next to nothing in data access.
-    `in_memory=False` reads each requested sample from the file on demand.
+    `in_memory=True` reads the strided split once (contiguous blocks, strided in memory; only the
+    strided points are kept), which makes a training epoch cost next to nothing in data access.
+    `in_memory=False` reads on demand: a batch of indices is read as one contiguous read per run of
+    consecutive samples (the out-of-core loader in batches.py asks for whole blocks), then strided.
     Indexing with a list or tensor of indices returns a whole batch, so a `BatchSampler` with
     `batch_size=None` in the DataLoader skips per-sample collation.
     """
 
     def __init__(
         self,
-        file: CanonicalFile | str | os.PathLike,
+        file: CanonicalFile | CanonicalSet | str | os.PathLike,
         split: str,
-        resolution: int | None = None,
+        resolution: Resolution = None,
         *,
         in_memory: bool = True,
         n: int | None = None,
     ) -> None:
-        self.file = file if isinstance(file, CanonicalFile) else CanonicalFile(file)
+        self.file = file if isinstance(file, (CanonicalFile, CanonicalSet)) else open_data(file)
         self.split = split
-        self.resolution = resolution or self.file.grid_size
-        self.file.stride(self.resolution)
+        self.resolution = resolution
+        self.points = self.file.points(resolution)
         total = self.file.n_samples(split)
         self.n = total if n is None else min(n, total)
         self.n_space = len(self.file.space_dims)
+        self.in_memory = in_memory
         self._a: torch.Tensor | None = None
         self._u: torch.Tensor | None = None
         if in_memory:
             self._a = torch.from_numpy(self._read("a", slice(0, self.n)))
             self._u = torch.from_numpy(self._read("u", slice(0, self.n)))
+        else:
+            warning = self.file.chunking_warning(split)
+            if warning and (str(self.file.path), split) not in _WARNED:
+                _WARNED.add((str(self.file.path), split))
+                print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def _read(self, var: str, samples: slice) -> np.ndarray:
         data = self.file.read(self.split, var, self.resolution, samples)
@@ -56,14 +77,32 @@ class OperatorDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self.n
 
+    def blocks(self) -> list[tuple[int, int]]:
+        """The stored chunks' sample ranges within this dataset's first n samples."""
+        return [(lo, min(hi, self.n)) for lo, hi in self.file.blocks(self.split) if lo < self.n]
+
+    def read_sorted(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(a, u) for sorted distinct indices: one contiguous read per run, then strided in memory."""
+        if len(indices) and (indices[0] < 0 or indices[-1] >= self.n):
+            raise IndexError(f"indices {indices[0]}..{indices[-1]} out of range for {self.n} samples")
+        parts = [(self._read("a", sl), self._read("u", sl)) for sl in runs(indices)]
+        if len(parts) == 1:
+            return parts[0]
+        return np.concatenate([a for a, _ in parts]), np.concatenate([u for _, u in parts])
+
     def __getitem__(self, index: int | Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._a is not None and self._u is not None:
             return self._a[index], self._u[index]
         if isinstance(index, (int, np.integer)):
-            sl = slice(int(index), int(index) + 1)
-            return torch.from_numpy(self._read("a", sl))[0], torch.from_numpy(self._read("u", sl))[0]
-        items = [self[int(i)] for i in index]
-        return torch.stack([x for x, _ in items]), torch.stack([y for _, y in items])
+            index = int(index) + (self.n if index < 0 else 0)
+            a, u = self.read_sorted(np.array([index]))
+            return torch.from_numpy(a)[0], torch.from_numpy(u)[0]
+        wanted = np.asarray(index, dtype=np.int64).reshape(-1)
+        unique, inverse = np.unique(wanted, return_inverse=True)
+        a, u = self.read_sorted(unique)
+        if len(unique) != len(wanted) or not np.array_equal(unique, wanted):
+            a, u = a[inverse], u[inverse]
+        return torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(u))
 
 
 class UnitGaussianNormalizer(nn.Module):
