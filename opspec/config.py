@@ -53,6 +53,9 @@ class ModelConfig:
     trunk_width: int = 128  # hidden width of the trunk MLP (input: the d query coordinates in [0, 1])
     depth: int = 3  # hidden layers in each of branch and trunk
     basis: int = 64  # p, basis functions per output channel
+    # Any other constructor keyword of the neuraloperator model (domain_padding, positional_embedding,
+    # factorization, rank, channel_mlp_expansion, fno_block_precision, …): docs/models.md
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 # The optimizer section, generated from opspec/optim/options.py, where every option is declared once
@@ -91,7 +94,7 @@ class Config:
 
 CHOICES = {
     "data.problem": ("darcy", "burgers", "navier_stokes"),
-    "model.name": ("fno", "deeponet"),
+    "model.name": ("fno", "tfno", "uno", "codano", "sfno", "localno", "deeponet"),  # opspec.models.MODEL_NAMES
     **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/options.py)
     "train.scheduler": ("cosine", "step", "none"),
 }
