@@ -1,10 +1,12 @@
 """How a training step runs numerically: `train.precision` (autocast, with loss scaling for fp16),
 global gradient clipping that is safe for complex gradients, and `train.compile`.
 
-Under bf16/fp16 only the forward pass is autocast; the loss, the FFTs of the FNO's spectral blocks
-(neuraloperator's `fno_block_precision="full"`: its "mixed"/"half" run the inverse FFT and the
-per-mode contraction in complex32, which needs power-of-two grids on CUDA and does not exist on
-the CPU), the weights, the gradients and the optimizer's state stay fp32/complex64.
+Under bf16/fp16 only the forward pass is autocast; the loss, the FFTs of the FNO's spectral blocks,
+the weights, the gradients and the optimizer's state stay fp32/complex64. neuraloperator's own
+`fno_block_precision` (model.options) is kept: "full" (its default, used with every precision here)
+runs the block in complex64; "mixed" (FFT in fp32, contraction and inverse FFT in complex32) and
+"half" are fp16-only, need power-of-two grids on CUDA (cuFFT half) and have no CPU FFT, so they fit
+train.precision=fp16 on CUDA at power-of-two resolutions only, and are never set implicitly.
 """
 
 from __future__ import annotations
@@ -115,21 +117,22 @@ class Precision:
 
 
 def keep_spectral_fp32(module: nn.Module) -> int:
-    """Make every neuraloperator SpectralConv in `module` run in fp32 under autocast: its input is cast
-    to float32 (CUDA has no bf16 FFT; CPU autocast casts for the FFT alone) and its block precision is
-    "full". The per-mode contraction is complex, which autocast never lowers. Returns the count."""
+    """Make every neuraloperator SpectralConv in `module` take its FFT in fp32 under autocast: its input
+    is cast to float32 (CUDA has no bf16 FFT; CPU autocast casts for the FFT alone). The per-mode
+    contraction is complex, which autocast never lowers. A block configured with
+    fno_block_precision="half" (model.options) is left to neuraloperator's own fp16 path. Returns
+    the number of blocks."""
     from neuralop.layers.spectral_convolution import SpectralConv
 
-    def to_fp32(_: nn.Module, args: tuple) -> tuple | None:
+    def to_fp32(block: nn.Module, args: tuple) -> tuple | None:
         x = args[0]
-        if x.is_floating_point() and x.dtype != torch.float32 and x.dtype != torch.float64:
+        if block.fno_block_precision != "half" and x.is_floating_point() and x.dtype in (torch.bfloat16, torch.float16):
             return (x.float(), *args[1:])
         return None
 
     count = 0
     for sub in module.modules():
         if isinstance(sub, SpectralConv):
-            sub.fno_block_precision = "full"
             sub.register_forward_pre_hook(to_fp32)
             count += 1
     return count
