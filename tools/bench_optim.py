@@ -36,7 +36,7 @@ from torch import Tensor, nn
 
 from opspec.optim import Muon, build_optimizer
 from opspec.optim.layouts import to_matrices
-from opspec.optim.muon import lr_scale
+from opspec.optim.apply import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
 from opspec.runtime import device_name, keep_freed_memory, load_average
 
@@ -189,7 +189,7 @@ def _per_mode_loop_step(weights: list[nn.Parameter], bufs: list[Tensor]) -> None
                     o = polar(g.lerp(b, MOMENTUM), steps=STEPS)
                     w = p[:, :, i, j]
                     w.mul_(1 - LR * WD)
-                    w.add_(o, alpha=-LR * lr_scale(p.shape[0], p.shape[1], "original"))
+                    w.add_(o, alpha=-LR * lr_scale(p.shape[1], p.shape[0], "original"))  # (in, out, …): fan_out = out
 
 
 def case_fno_spectral(device: torch.device, repeats: int) -> list[str]:

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor
 
 import opspec.optim.spectral_power  # noqa: F401  (the module; the package re-exports the function)
-from opspec.optim.polar import polar
+from opspec.optim.polar import frobenius_norms, polar
 from opspec.runtime import device_name, load_average
 
 SP = sys.modules["opspec.optim.spectral_power"]
@@ -114,7 +114,7 @@ def _tall_unit(G: Tensor) -> tuple[Tensor, Tensor, bool]:
     wide = m < n
     if wide:
         X = X.mH
-    norm = SP._frobenius(X)
+    norm = frobenius_norms(X)
     return X / norm, norm, wide
 
 
@@ -136,7 +136,7 @@ def inverse_first(eps: float, steps: int) -> Method:
     def run(G: Tensor, p: float) -> Tensor:
         X, norm, wide = _tall_unit(G)
         A = X.mH @ X
-        c = SP._frobenius(A)
+        c = frobenius_norms(A)
         A_hat = A / c + eps * torch.eye(A.shape[-1], dtype=A.dtype)
         _, R1 = SP._sqrt_pair(A_hat, steps)
         R2, _ = SP._sqrt_pair(R1, SP.later_steps(steps))
@@ -157,7 +157,7 @@ def polar_route(eps: float, steps: int, polar_steps: int = SP.DEFAULT_POLAR_STEP
     def root(Q: Tensor, X: Tensor, p: float) -> Tensor:
         H = Q.mH @ X
         H = (H + H.mH) / 2
-        h = SP._frobenius(H)
+        h = frobenius_norms(H)
         Hp, _ = SP._sqrt_pair(H / h + eps * torch.eye(H.shape[-1], dtype=H.dtype), steps)  # (H/h)^(1/2)
         if p == 0.25:
             Hp, _ = SP._sqrt_pair(Hp, SP.later_steps(steps))
@@ -228,7 +228,7 @@ def most_negative_gram_eigenvalue() -> float:
         for kind in ("real", "complex"):
             X = low_rank(rank, kind)
             A = X.mH @ X
-            A = (A / SP._frobenius(A)).to(torch.complex128 if A.is_complex() else torch.float64)
+            A = (A / frobenius_norms(A)).to(torch.complex128 if A.is_complex() else torch.float64)
             lowest = min(lowest, torch.linalg.eigvalsh((A + A.mH) / 2).min().item())
     return lowest
 

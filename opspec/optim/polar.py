@@ -221,8 +221,9 @@ def polar(
     """Approximate U Vᴴ of every matrix in G (..., m, n), real or complex; same shape and dtype back.
 
     Each matrix is scaled by its own Frobenius norm (times the set's inflation) so its singular
-    values start in (0, 1]. `compute_dtype` is the real dtype of the matmuls (default: bf16 on
-    CUDA, float32 elsewhere, float64 for float64 inputs).
+    values start in (0, 1]. `compute_dtype` is the real dtype of the matmuls (default,
+    `default_compute_dtype`: float64 for float64/complex128 input, else bf16 on CUDA and on CPUs with
+    bf16 matmul hardware, float32 elsewhere).
     """
     return _polar(G, steps, coefficients, eps, compute_dtype)
 

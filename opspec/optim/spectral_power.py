@@ -6,10 +6,12 @@ sees the scale of G. A wide X is handled as its conjugate transpose (Ψ_p(Xᴴ) 
 X (m × n), m ≥ n, the Gram matrix A = XᴴX = V Σ² Vᴴ is always the small side (n × n):
 
     p = 1    Ψ = G (a copy)
-    p = 0    Ψ = polar(X): the Newton–Schulz polar factor of `opspec.optim.polar` with the Polar
-             Express coefficients. It iterates on Σ itself, not on Σ², so float32 resolves
-             singular values the Gram route cannot: in 12 steps, relative error ≤ 6.4e-6 up to
-             κ = 1e3 and 5.0e-5 at κ = 1e4, where X·A^(−1/2) gives 2.4e-3 at κ = 1e2 and 0.1 at 1e3
+    p = 0    Ψ = polar(X; steps, coefficients): the one polar factor of the package, the Newton–Schulz
+             run of `opspec.optim.polar` that Muon's p = 0 also is (Muon passes its configured
+             ns_steps and coefficients). Called alone, the defaults are 12 Polar Express steps, an
+             accurate polar factor: it iterates on Σ itself, not on Σ², so float32 resolves
+             singular values the Gram route cannot: relative error ≤ 6.4e-6 up to κ = 1e3 and
+             5.0e-5 at κ = 1e4, where X·A^(−1/2) gives 2.4e-3 at κ = 1e2 and 0.1 at 1e3
              (docs/spectral_power.md), at less than half the cost of p = 1/2.
     p = 1/2  Ψ = X · A^(−1/4)                       = U Σ^(1/2) Vᴴ
     p = 1/4  Ψ = X · A^(−1/4) · A^(−1/8)            = U Σ^(1/4) Vᴴ
@@ -56,9 +58,9 @@ import math
 import torch
 from torch import Tensor
 
-from opspec.optim.polar import frobenius_norms, polar
+from opspec.optim.options import POWERS
+from opspec.optim.polar import Coefficients, frobenius_norms, polar
 
-POWERS = (0.0, 0.25, 0.5, 1.0)
 # Defaults per compute dtype, from tools/bench_spectral_power.py (docs/spectral_power.md). eps:
 # float32, the smallest of the grid that kept rank-deficient input finite (1e-7 did not, at ~17x
 # float32's unit roundoff 6e-8); float64, ~90x its unit roundoff 1.1e-16, measured finite. Steps:
@@ -153,11 +155,13 @@ def spectral_power(
     steps: int | None = None,
     eps: float | None = None,
     compute_dtype: torch.dtype | None = None,
+    coefficients: str | Coefficients | None = None,
 ) -> Tensor:
     """U Σ^p Vᴴ of every matrix in G (..., m, n), real or complex, p in {0, 1/4, 1/2, 1}; same shape and dtype back.
 
-    `steps`: Newton–Schulz steps (p = 0: Polar Express steps of `polar`, default 12; p = 1/4, 1/2:
-    steps of the first square-root run, default 20 in float32, 45 in float64). `eps`: the Gram
+    `steps`: Newton–Schulz steps (p = 0: steps of `polar`, default 12; p = 1/4, 1/2: steps of the
+    first square-root run, default 20 in float32, 45 in float64). `coefficients` (p = 0 only): the
+    set of `polar`, default "polar_express"; steps=5, coefficients="quintic" is Muon's map. `eps`: the Gram
     regularizer relative to ‖GᴴG‖_F (p = 1/4, 1/2 only; default 1e-6 in float32, 1e-14 in float64;
     a smaller eps needs more steps). `compute_dtype`: float32 (default) or float64 (default for
     float64/complex128 input); lower precisions are refused, since the Gram route squares κ.
@@ -181,7 +185,7 @@ def spectral_power(
         X = X.mH  # Ψ_p(Xᴴ) = Ψ_p(X)ᴴ: the Gram matrix XᴴX is then the small side
     X, a, r = _unit(X)
     if p == 0.0:
-        out = polar(X, steps=steps or DEFAULT_POLAR_STEPS, coefficients=POLAR_COEFFICIENTS, compute_dtype=dtype)
+        out = polar(X, steps=steps or DEFAULT_POLAR_STEPS, coefficients=coefficients or POLAR_COEFFICIENTS, compute_dtype=dtype)
     else:
         steps, eps = steps or DEFAULT_STEPS[dtype], DEFAULT_EPS[dtype] if eps is None else eps
         out = torch.cat([_gram_power(x, p, steps, eps) for x in _chunks(X)])
