@@ -114,13 +114,14 @@ class WindowedLoader:
 
 
 def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
-                       rank: int = 0, world_size: int = 1, window_bytes: int = WINDOW_BYTES) -> WindowedLoader:
+                       rank: int = 0, world_size: int = 1, window_bytes: int | None = None) -> WindowedLoader:
     """This rank's shares of one epoch's global batches, read window by window (module docstring).
 
     With workers, worker w reads windows w, w + W, … with its own HDF5 handle and the DataLoader
     hands them over in order, prefetch_factor windows ahead; memory stays at a few windows.
     """
     sample_bytes = max(1, dataset.file.sample_bytes(dataset.split))
+    window_bytes = WINDOW_BYTES if window_bytes is None else window_bytes
     windows = epoch_windows(dataset.blocks(), batch_size, seed, epoch, max(batch_size, window_bytes // sample_bytes))
     loader = DataLoader(WindowShares(dataset, windows, batch_size, rank, world_size), batch_size=None,
                         shuffle=False, num_workers=num_workers)
