@@ -11,6 +11,7 @@ from typing import Sequence
 from opspec.data.canonical import CanonicalFile
 from opspec.data.convert import add_convert_parser
 from opspec.data.download import add_download_parsers
+from opspec.data.rechunk import add_rechunk_parser
 from opspec.data.generate import OPTIONS, PROBLEMS, generate_dataset
 from opspec.errors import OpspecError, cli_main
 
@@ -52,6 +53,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     info.add_argument("file")
     add_convert_parser(sub)
     add_download_parsers(sub)
+    add_rechunk_parser(sub)
     return parser.parse_args(argv)
 
 

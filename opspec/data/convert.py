@@ -18,6 +18,7 @@ import numpy as np
 from opspec.data.canonical import CanonicalWriter
 from opspec.data.formats import FORMATS, ForeignFile, open_foreign
 from opspec.data.formats.base import Layout
+from opspec.data.formats.folders import open_folder
 from opspec.data.timesplit import TimeSplit
 from opspec.errors import OpspecError
 
@@ -54,8 +55,11 @@ def _plan(reader: ForeignFile, pair: ForeignFile | None, split: str | float | in
             )
         train, test = (pair, reader) if split == "test" else (reader, pair)
         return [(train, "train", 0, train.layout.n), (test, "test", 0, test.layout.n)]
-    if split in ("train", "test"):
-        raise OpspecError(f"--split {split}: a canonical file needs both splits; give the other file with --pair")
+    if split == "test":  # one published test set on its own: a test-only file that evaluate reads
+        return [(reader, "test", 0, n)]
+    if split == "train":
+        raise OpspecError("--split train: a canonical file needs a test split too; give it with --pair "
+                          "(a test set alone converts with --split test)")
     n_train = round(n * (DEFAULT_TRAIN_FRACTION if split is None else split)) if not isinstance(split, int) else split
     if not 1 <= n_train < n:
         raise OpspecError(f"{reader.path}: {n} samples cannot be split into {n_train} train and {n - n_train} test")
@@ -85,6 +89,7 @@ def convert(
     progress: bool = False,
     t_in: int | None = None,
     t_stride: int | None = None,
+    t_out: int | None = None,
 ) -> Path:
     """Convert `src` (and `pair`, the other split) to the canonical file `out`, `chunk_mb` of output at a time.
 
@@ -94,6 +99,9 @@ def convert(
     t_in times, u = the rest (coordinates t_in and t_out, as opspec's Navier–Stokes generator writes).
     `t_stride`: keep every t_stride-th output time (t_stride, 2·t_stride, … steps after the file's
     first), before `t_in` splits them: a long trajectory at a coarser time step.
+    `t_out`: with `t_in`, keep only the next t_out times as the output.
+    `src` may be a dataset folder (The Well's train/ and test/ folders, PDEArena's shards): each split's
+    files are read in name order. `split='test'` without a pair writes a test-only file.
     """
     out = Path(out)
     if out.exists() and not force:
@@ -103,18 +111,28 @@ def convert(
     split = parse_split(split)
     readers: list[ForeignFile] = []
     try:
-        readers.append(open_foreign(src, fmt))
-        if pair is not None:
-            readers.append(open_foreign(pair, fmt))
+        if Path(src).is_dir():
+            if pair is not None or split is not None:
+                raise OpspecError(f"{src}: a dataset folder gives its own train and test splits; drop --pair and --split")
+            readers += open_folder(src, fmt).values()
+        else:
+            readers.append(open_foreign(src, fmt))
+            if pair is not None:
+                readers.append(open_foreign(pair, fmt))
         reader = readers[0]
         layout = reader.layout
-        plan = _plan(reader, readers[1] if pair is not None else None, split)
+        if layout.attrs.get("source_task") == "trajectory" and t_in is None:
+            raise OpspecError(f"{reader.path}: a {layout.name} file holds whole trajectories: give --t-in (steps in) "
+                              "and --t-out (steps out)")
+        plan = _plan(reader, readers[1] if len(readers) > 1 else None, split)
         rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))  # samples are read whole
         if t_stride is not None:
             layout = stride_time(reader.path, layout, t_stride)
         time_split = None
         if t_in is not None:
             layout, time_split = split_time(reader.path, layout, t_in)
+        if t_out is not None:
+            layout = limit_t_out(reader.path, layout, t_in, t_out)
         root_attrs = {
             "source": Path(src).name,
             "source_format": reader.format,
@@ -124,7 +142,9 @@ def convert(
             **dict(attrs or {}),
         }
         bar = _progress(sum(stop - start for _, _, start, stop in plan), enabled=progress)
-        with CanonicalWriter(out, problem=problem, coords=layout.coords, grid=layout.grid, attrs=root_attrs) as writer:
+        splits = tuple(dict.fromkeys(name for _, name, _, _ in plan))
+        with CanonicalWriter(out, problem=problem, coords=layout.coords, grid=layout.grid, attrs=root_attrs,
+                             splits=splits) as writer:
             for part, name, start, stop in plan:
                 writer.add_split(
                     name, stop - start, extra_dims=layout.extra_dims(), extra_coords=layout.extra_coords,
@@ -138,6 +158,8 @@ def convert(
                         u = u[:, t_stride - 1::t_stride]
                     if time_split is not None:
                         a, u = time_split(u)
+                    if t_out is not None:
+                        u = u[:, :t_out]
                     writer.append(name, a, u)
                     bar.update(len(a))
         bar.close()
@@ -159,6 +181,17 @@ def stride_time(path: Path, layout: Layout, t_stride: int) -> Layout:
         layout, u_shape=(steps // t_stride, *layout.u_shape[1:]),
         extra_coords={**layout.extra_coords, "t": times[t_stride - 1::t_stride]},
     )
+
+
+def limit_t_out(path: Path, layout: Layout, t_in: int | None, t_out: int) -> Layout:
+    """The layout with only the first t_out output times (after --t-in)."""
+    if t_in is None:
+        raise OpspecError(f"{path}: --t-out needs --t-in (the steps in come first)")
+    steps = layout.u_shape[0]
+    if not 1 <= t_out <= steps:
+        raise OpspecError(f"{path}: --t-out {t_out}: expected 1 to {steps} (after --t-in {t_in}, {steps} times are left)")
+    return dataclasses.replace(layout, u_shape=(t_out, *layout.u_shape[1:]),
+                               extra_coords={**layout.extra_coords, "t_out": layout.extra_coords["t_out"][:t_out]})
 
 
 def split_time(path: Path, layout: Layout, t_in: int) -> tuple[Layout, TimeSplit]:
@@ -187,7 +220,7 @@ def _progress(total: int, enabled: bool):
 def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add `convert SRC [--from FORMAT] --problem P [--split ...] [--pair FILE] --out FILE` to a CLI."""
     p = subparsers.add_parser("convert", help="convert a foreign data file (FNO .mat, PDEBench HDF5, neuraloperator .pt)")
-    p.add_argument("src", help="the foreign file")
+    p.add_argument("src", help="the foreign file, or a dataset folder (The Well: train/ and test/ folders; PDEArena: shards)")
     p.add_argument("--from", dest="fmt", choices=FORMATS, default=None, help="force the input format (default: detect)")
     p.add_argument("--problem", required=True, help="problem name stored in the canonical file (darcy, burgers, …)")
     p.add_argument(
@@ -202,6 +235,8 @@ def add_convert_parser(subparsers: argparse._SubParsersAction) -> argparse.Argum
                    "the rest (the FNO paper's Navier–Stokes task)")
     p.add_argument("--t-stride", type=int, default=None, help="trajectory outputs: keep every T_STRIDE-th time "
                    "(applied before --t-in)")
+    p.add_argument("--t-out", type=int, default=None, help="with --t-in: the output is the next T_OUT times "
+                   "(default: all the rest)")
     p.set_defaults(func=run_convert)
     return p
 
@@ -212,6 +247,7 @@ def run_convert(args: argparse.Namespace) -> int:
     out = convert(
         args.src, args.out, problem=args.problem, fmt=args.fmt, split=args.split, pair=args.pair,
         chunk_mb=args.chunk_mb, force=args.force, progress=True, t_in=args.t_in, t_stride=args.t_stride,
+        t_out=args.t_out,
     )
     size = out.stat().st_size / 2**20
     print(f"wrote {out} ({size:.1f} MiB) in {time.perf_counter() - start:.1f} s")

@@ -1,4 +1,4 @@
-"""Readers for foreign layouts (FNO .mat v5 / v7.3, PDEBench HDF5, neuraloperator .pt), streamed by sample chunks."""
+"""Readers for foreign layouts (FNO .mat v5 / v7.3, PDEBench HDF5, neuraloperator .pt, The Well, PDEArena), streamed by sample chunks."""
 
 from __future__ import annotations
 
@@ -13,9 +13,12 @@ def open_foreign(path: str | os.PathLike, fmt: str | None = None) -> ForeignFile
     """Open a foreign file for streaming; `fmt` forces one of FORMATS, None detects it from the content."""
     from opspec.data.formats.mat import MatV5File, MatV73File
     from opspec.data.formats.pdebench import PDEBenchFile
+    from opspec.data.formats.pdearena import PDEArenaFile
     from opspec.data.formats.torch_pt import TorchPtFile
+    from opspec.data.formats.well import WellFile
 
-    readers = {"mat5": MatV5File, "mat73": MatV73File, "pdebench": PDEBenchFile, "pt": TorchPtFile}
+    readers = {"mat5": MatV5File, "mat73": MatV73File, "pdebench": PDEBenchFile, "pt": TorchPtFile,
+               "well": WellFile, "pdearena": PDEArenaFile}
     if fmt is None:
         fmt = detect_format(path)
     elif fmt not in readers:

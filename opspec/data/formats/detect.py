@@ -7,7 +7,7 @@ from pathlib import Path
 
 from opspec.errors import OpspecError
 
-FORMATS = ("mat5", "mat73", "pdebench", "pt")
+FORMATS = ("mat5", "mat73", "pdebench", "pt", "well", "pdearena")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 # HDF5 looks for its superblock at 0, 512, 1024, 2048, … (a user block may come first; MATLAB v7.3 uses 512).
 _HDF5_OFFSETS = (0, 512, 1024, 2048, 4096)
@@ -28,6 +28,24 @@ def _mat_header_version(head: bytes) -> str | None:
     if endian in (b"IM", b"MI") and version == b"\x02\x00":
         return "mat73"
     return None
+
+
+def _hdf5_layout(path: Path) -> str:
+    """Which HDF5 layout a non-.mat HDF5 file holds: The Well, a PDEArena shard, or PDEBench (the default)."""
+    import h5py
+
+    from opspec.data.formats.pdearena import pdearena_group
+    from opspec.data.formats.well import is_well
+
+    try:
+        with h5py.File(path, "r") as h5:
+            if is_well(h5):
+                return "well"
+            if pdearena_group(h5) is not None:
+                return "pdearena"
+    except OSError:
+        pass  # unreadable HDF5: the PDEBench reader names the file and the reason
+    return "pdebench"
 
 
 def detect_format(path: str | os.PathLike) -> str:
@@ -54,7 +72,7 @@ def detect_format(path: str | os.PathLike) -> str:
             "re-save it in MATLAB with save(..., '-v7') or '-v7.3'"
         )
     if hdf5:
-        return "pdebench"
+        return _hdf5_layout(path)
     if suffix in (".pt", ".pth") and head[:1] == b"\x80":
         return "pt"
     if not head:
