@@ -1,0 +1,124 @@
+"""Effect of train.precision and train.compile on the default experiment: samples/s and final error.
+
+Each variant is a whole `python -m opspec.train` run (the default experiment unless overrides say
+otherwise) in a fresh process; with --rounds > 1 the variants alternate, order reversed each round.
+Reported: the median samples/s over epochs after the first (compilation and warm-up fall in epoch 1),
+the first epoch's time, the wall time, and the last epoch's test error at each evaluation resolution.
+`--polar` also times Newton–Schulz (`opspec.optim.polar`) eagerly and under torch.compile on the
+FNO per-mode batch (576 × 64×64 complex64), to decide whether compiling it pays on this device.
+
+    python tools/bench_precision.py                                  # fp32, bf16, fp16, ±compile: ~15 min on 2 cores
+    python tools/bench_precision.py --variants fp32,bf16 train.epochs=10
+    python tools/bench_precision.py --variants none --polar
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = {
+    "fp32": ["train.precision=fp32"],
+    "bf16": ["train.precision=bf16"],
+    "fp16": ["train.precision=fp16"],
+    "fp32+compile": ["train.precision=fp32", "train.compile=true"],
+    "bf16+compile": ["train.precision=bf16", "train.compile=true"],
+}
+
+
+def run_variant(name: str, overrides: list[str], out_dir: Path) -> dict:
+    """One training run in a fresh process; its metrics.jsonl and eval.json."""
+    cmd = [sys.executable, "-m", "opspec.train", "train.progress=false", f"out_dir={out_dir}", f"run_name={name.replace('+', '_')}",
+           *VARIANTS[name], *overrides]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        return {"error": (proc.stderr.strip().splitlines() or ["?"])[-1], "wall": wall}
+    run = out_dir / name.replace("+", "_")
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    errors = {int(k): v["rel_l2_mean"] for k, v in json.loads((run / "eval.json").read_text()).items()}
+    return {"rates": [r["samples_per_second"] for r in records[1:]], "first_epoch": records[0]["epoch_seconds"],
+            "errors": errors, "wall": wall}
+
+
+def polar_timing(repeats: int) -> list[str]:
+    """polar eager vs torch.compile(polar) on the FNO per-mode batch, this process's device (CPU)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT))
+    polar_module = __import__("opspec.optim.polar", fromlist=["polar"])
+    G = torch.randn(576, 64, 64, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
+    compiled = torch.compile(polar_module.polar)
+    t0 = time.perf_counter()
+    compiled(G)
+    compile_s = time.perf_counter() - t0
+    times: dict[str, list[float]] = {"eager": [], "torch.compile": []}
+    for r in range(repeats + 1):
+        for name, fn in (("eager", polar_module.polar), ("torch.compile", compiled))[:: 1 if r % 2 else -1]:
+            t0 = time.perf_counter()
+            fn(G)
+            if r:  # round 0 warms up
+                times[name].append(time.perf_counter() - t0)
+    eager = statistics.median(times["eager"])
+    rows = [f"polar on 576 × 64×64 complex64, default compute dtype {polar_module.default_compute_dtype(G)}, "
+            f"{torch.get_num_threads()} threads, {repeats} repeats; compiled in {compile_s:.0f} s", "",
+            "| polar | ms (median) | min–max | time / eager |", "|---|---|---|---|"]
+    for name, ts in times.items():
+        rows.append(f"| {name} | {1e3 * statistics.median(ts):.1f} | {1e3 * min(ts):.1f}–{1e3 * max(ts):.1f} | "
+                    f"{statistics.median(ts) / eager:.2f} |")
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}, or none")
+    parser.add_argument("--rounds", type=int, default=1, help="runs per variant, alternating")
+    parser.add_argument("--polar", action="store_true", help="also time polar eager vs torch.compile")
+    parser.add_argument("--polar-repeats", type=int, default=10)
+    parser.add_argument("overrides", nargs="*", help="config overrides for every run (default experiment otherwise)")
+    args = parser.parse_args()
+    sys.path.insert(0, str(ROOT))
+    from opspec.runtime import device_name, load_average
+
+    variants = [] if args.variants == "none" else args.variants.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
+    print(f"{device_name()}; load average at start {load_average()}; overrides {args.overrides or 'none'}", flush=True)
+    results: dict[str, list[dict]] = {v: [] for v in variants}
+    with tempfile.TemporaryDirectory(prefix="opspec_bench_precision_") as tmp:
+        for r in range(args.rounds):
+            for v in variants if r % 2 == 0 else variants[::-1]:
+                res = run_variant(v, args.overrides, Path(tmp) / f"round{r}")
+                results[v].append(res)
+                print(f"round {r + 1} {v}: " + (f"error: {res['error']}" if "error" in res else
+                      f"{statistics.median(res['rates']):.1f} samples/s, errors {res['errors']}, {res['wall']:.0f} s"), flush=True)
+    if variants:
+        resolutions = sorted({k for rs in results.values() for res in rs for k in res.get("errors", {})})
+        print("\n| variant | samples/s (median, epochs 2..) | min–max | first epoch s | wall s | "
+              + " | ".join(f"rel L2 at {k}" for k in resolutions) + " |")
+        print("|---|---|---|---|---|" + "---|" * len(resolutions))
+        for v, rs in results.items():
+            ok = [res for res in rs if "error" not in res]
+            if not ok:
+                print(f"| {v} | failed: {rs[0]['error']} |")
+                continue
+            rates = [x for res in ok for x in res["rates"]]
+            errs = " | ".join("/".join(f"{res['errors'][k]:.5f}" for res in ok) for k in resolutions)
+            print(f"| {v} | {statistics.median(rates):.1f} | {min(rates):.1f}–{max(rates):.1f} | "
+                  f"{statistics.median(res['first_epoch'] for res in ok):.1f} | {statistics.median(res['wall'] for res in ok):.0f} | {errs} |")
+    if args.polar:
+        print("\n" + "\n".join(polar_timing(args.polar_repeats)))
+    print(f"\nload average at end {load_average()}")
+
+
+if __name__ == "__main__":
+    main()
