@@ -1,9 +1,24 @@
-"""Checkpoints written atomically (temp file + fsync + rename) and read back weights-only."""
+"""The checkpoint format and the run folder's agreement: one home for both.
+
+A checkpoint is a dict that `torch.load(..., weights_only=True)` reads: the config, the data's
+shapes (`meta`), the epoch, the best test error so far and its epoch, that epoch's metrics record,
+and the model (with its normalizers), optimizer, scheduler and RNG states. It is built here
+(`make_payload`), written here (`atomic_save`), restored into a trainer's parts here
+(`restore_training_state`) and rebuilt into a model here (`model_from_checkpoint`).
+
+A run folder holds `last.pt`, `best.pt` and `metrics.jsonl`. Each epoch writes last.pt, then
+best.pt (when the test error improved), then the metrics line; `reconcile_run` brings the three
+back into agreement after a crash at any point (it runs on every resume).
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import random
+import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +26,10 @@ import numpy as np
 import torch
 
 from opspec.errors import OpspecError
-from opspec.fileio import atomic_path
+from opspec.fileio import atomic_path, atomic_write_text, strict_json
 
 CHECKPOINT_VERSION = 1
+NORMALIZER_KEYS = ("in_norm.mean", "in_norm.std", "out_norm.mean", "out_norm.std")
 
 
 def tensor_state_dict(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -43,12 +59,99 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def make_payload(
+    config: dict[str, Any],
+    meta: dict[str, Any],
+    epoch: int,
+    best: float,
+    best_epoch: int,
+    record: dict[str, Any] | None,
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+) -> dict[str, Any]:
+    """The checkpoint of a run after `epoch`: everything an exact resume and a rebuild of the model need."""
+    return {
+        "version": CHECKPOINT_VERSION,
+        "config": config,
+        "meta": meta,
+        "epoch": epoch,
+        "best": best,
+        "best_epoch": best_epoch,
+        "record": record,
+        "model": tensor_state_dict(net),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng_state(),
+    }
+
+
+def restore_training_state(
+    payload: dict[str, Any],
+    net: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+) -> None:
+    """Load a checkpoint's model, optimizer, scheduler (None: the caller rebuilds it) and RNG states.
+
+    A checkpoint that does not fit the parts (another model or optimizer) is one OpspecError.
+    """
+    try:
+        net.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(payload["scheduler"])
+    except (RuntimeError, ValueError, KeyError) as err:
+        raise OpspecError(
+            f"{payload['path']}: the checkpoint does not fit the model/optimizer its config builds: "
+            f"{str(err).strip().splitlines()[0][:300]}"
+        ) from None
+    set_rng_state(payload["rng"])
+
+
+def model_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the normalized model a checkpoint holds, from its own config and shapes."""
+    from opspec.config import load_config
+    from opspec.data import UnitGaussianNormalizer
+    from opspec.models import NormalizedOperator, build_model
+
+    where = payload.get("path", "checkpoint")
+    meta = payload.get("meta")
+    if not isinstance(meta, dict) or not {"in_channels", "out_channels", "n_space"} <= set(meta):
+        raise OpspecError(f"{where}: checkpoint has no 'meta' with in_channels, out_channels and n_space "
+                          "(expected a checkpoint written by opspec.train)")
+    cfg = load_config(base=payload["config"])
+    try:
+        net = NormalizedOperator(
+            build_model(cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta.get("grid", "nodal")),
+            UnitGaussianNormalizer(meta["in_channels"], meta["n_space"]),
+            UnitGaussianNormalizer(meta["out_channels"], meta["n_space"]),
+        )
+        missing, unexpected = net.load_state_dict(payload["model"], strict=False)
+    except (RuntimeError, ValueError, TypeError) as err:  # a size mismatch, or a meta that builds no model
+        raise OpspecError(
+            f"{where}: weights do not fit the model its config builds ({str(err).strip().splitlines()[0][:200]})"
+        ) from None
+    if missing or unexpected:
+        raise OpspecError(
+            f"{where}: weights do not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    return net
+
+
 def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save to a temp file in the same folder, fsync, then rename: a crash leaves the old file whole."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             torch.save(payload, fh)
     return Path(path)
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy a file over `dst` atomically (a crash leaves the old `dst` whole)."""
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
 
 
 def resolve_checkpoint(path: str | os.PathLike, prefer: str = "last") -> Path:
@@ -73,7 +176,107 @@ def load_checkpoint(path: str | os.PathLike, prefer: str = "last") -> dict[str, 
         raise OpspecError(f"{file}: not a readable opspec checkpoint ({type(err).__name__})") from None
     if not isinstance(payload, dict) or "model" not in payload or "config" not in payload:
         raise OpspecError(f"{file}: not an opspec checkpoint (expected keys 'model' and 'config')")
-    if payload.get("version", 0) > CHECKPOINT_VERSION:
-        raise OpspecError(f"{file}: checkpoint version {payload['version']} is newer than this opspec reads")
+    version = payload.get("version", 0)
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise OpspecError(f"{file}: checkpoint version {version!r} is not one this opspec reads (1..{CHECKPOINT_VERSION})")
     payload["path"] = str(file)
     return payload
+
+
+# ---------------------------------------------------------------------------------------------
+# metrics.jsonl and the agreement of last.pt, best.pt and metrics.jsonl
+
+
+def read_metrics(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """The records of a metrics.jsonl, skipping a torn (half-written) or non-JSON line."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("epoch"), int) and _finite(record.get("test_rel_l2")):
+            records.append(record)
+    return records
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and math.isfinite(x)
+
+
+def best_of(records: list[dict[str, Any]]) -> tuple[float, int]:
+    """The lowest test error and its epoch (the first such epoch, as the trainer's strict `<` picks)."""
+    best, epoch = math.inf, 0
+    for r in records:
+        if r["test_rel_l2"] < best:
+            best, epoch = r["test_rel_l2"], r["epoch"]
+    return best, epoch
+
+
+def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
+    """Append one record as a strict JSON line (NaN and Infinity are refused)."""
+    line = strict_json(record) + "\n"
+    with open(path, "a") as fh:
+        fh.write(line)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _checkpoint_epoch(path: Path) -> int | None:
+    """The epoch stored in a checkpoint file, or None if it is missing or unreadable."""
+    if not path.is_file():
+        return None
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:
+        return None
+
+
+@dataclass
+class RunState:
+    """What a run folder says after `reconcile_run`: the kept records, the best error and its epoch."""
+
+    records: list[dict[str, Any]]
+    best: float
+    best_epoch: int
+    notes: list[str] = field(default_factory=list)
+
+
+def reconcile_run(run_dir: str | os.PathLike, payload: dict[str, Any]) -> RunState:
+    """Make metrics.jsonl and best.pt agree with the checkpoint a run resumes from (`payload`, epoch k).
+
+    metrics.jsonl keeps its whole records of epochs ≤ k (a torn line and lines of epochs replayed
+    after the crash go) and regains epoch k's record from the checkpoint if the crash came before
+    it was written. best.pt must be the epoch of the lowest test error in those records: when that
+    is epoch k and best.pt is older or missing (a crash between the writes of last.pt and best.pt),
+    best.pt is rebuilt from the checkpoint, which holds the same state.
+    """
+    run_dir = Path(run_dir)
+    metrics = run_dir / "metrics.jsonl"
+    epoch = int(payload["epoch"])
+    records = [r for r in read_metrics(metrics) if r["epoch"] <= epoch]
+    notes = []
+    record = payload.get("record")
+    if isinstance(record, dict) and record.get("epoch") == epoch and not any(r["epoch"] == epoch for r in records):
+        records.append(record)
+        notes.append(f"metrics.jsonl: restored epoch {epoch}'s line from the checkpoint")
+    text = "".join(strict_json(r) + "\n" for r in records)
+    if not metrics.exists() or metrics.read_text(errors="replace") != text:
+        atomic_write_text(metrics, text)
+    best, best_epoch = best_of(records)
+    if not records:  # a run folder without metrics (an old or hand-made one): trust the checkpoint
+        best, best_epoch = float(payload.get("best", math.inf)), int(payload.get("best_epoch", 0) or 0)
+    best_path = run_dir / "best.pt"
+    if best_epoch:
+        stored = _checkpoint_epoch(best_path)
+        if stored != best_epoch:
+            if best_epoch == epoch and Path(payload["path"]).resolve() != best_path.resolve():
+                atomic_copy(payload["path"], best_path)
+                notes.append(f"best.pt: rebuilt as epoch {epoch} (it was {'missing' if stored is None else f'epoch {stored}'})")
+            else:
+                notes.append(f"best.pt: holds epoch {stored}, but the best epoch in metrics.jsonl is {best_epoch}, "
+                             "whose weights are gone; it is replaced at the next improvement")
+    return RunState(records, best, best_epoch, notes)

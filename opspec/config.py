@@ -7,16 +7,17 @@ are refused with a one-line error naming the key.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from opspec.errors import OpspecError
-from opspec.optim.options import config_choices, config_fields
+from opspec.optim.options import check_optimizer_options, config_choices, config_fields
 
 
 @dataclass
@@ -109,29 +110,105 @@ def _config_error(err: OmegaConfBaseException, where: str) -> OpspecError:
     return OpspecError(f"{where}: key {key!r}: {first}")
 
 
-def _validate(cfg: DictConfig, where: str) -> None:
+class _Invalid(Exception):
+    """A value out of range: the keys involved (the error blames whichever was set last) and the message."""
+
+    def __init__(self, keys: Sequence[str], message: str) -> None:
+        super().__init__(message)
+        self.keys = tuple(keys)
+
+
+FNO_LIKE = ("fno", "tfno")  # models whose n_modes follow neuraloperator's SpectralConv rule
+
+
+def _resolutions(value: Any, n: int) -> list[int]:
+    """A training resolution as one size per axis (an int means the same size on every axis)."""
+    if isinstance(value, int):
+        return [value] * n
+    return [int(v) for v in value]
+
+
+def max_fno_modes(resolution: Sequence[int]) -> list[int]:
+    """The most n_modes per axis that a training resolution fits (neuraloperator's SpectralConv):
+    the first axes keep n_modes of the s Fourier modes, the last axis keeps n_modes // 2 + 1 of the
+    s // 2 + 1 modes of the real FFT, so n_modes ≤ s there and n_modes // 2 ≤ s // 2 on the last.
+    More would leave weights that training never touches but a finer evaluation grid uses."""
+    sizes = list(resolution)
+    return sizes[:-1] + [2 * (sizes[-1] // 2) + 1]
+
+
+def _check_number(cfg: DictConfig, key: str, ok: Any, expected: str) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not ok(value):
+        raise _Invalid([key], f"{key}={value}, expected {expected}")
+
+
+def _validate(cfg: DictConfig) -> None:
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
-            raise OpspecError(f"{where}: {key}={value!r}, expected one of {list(allowed)}")
-    positive = ["train.epochs", "train.batch_size", "train.eval_batch_size", "data.n_train", "data.n_test",
-                "data.grid_resolution", "data.train_resolution", "model.hidden_channels", "model.n_layers",
+            raise _Invalid([key], f"{key}={value!r}, expected one of {list(allowed)}")
+    positive = ["train.epochs", "train.batch_size", "train.eval_batch_size", "train.step_size", "data.n_train",
+                "data.n_test", "data.grid_resolution", "model.hidden_channels", "model.n_layers",
+                "model.lifting_channel_ratio", "model.projection_channel_ratio",
                 "model.branch_width", "model.trunk_width", "model.depth", "model.basis"]
     for key in positive:
-        if OmegaConf.select(cfg, key) < 1:
-            raise OpspecError(f"{where}: {key}={OmegaConf.select(cfg, key)}, expected a positive integer")
-    if cfg.train.dist_timeout_s <= 0:
-        raise OpspecError(f"{where}: train.dist_timeout_s={cfg.train.dist_timeout_s}, expected seconds > 0")
+        _check_number(cfg, key, lambda x: x >= 1, "an integer >= 1")
+    _check_number(cfg, "train.num_workers", lambda x: x >= 0, "an integer >= 0")
+    _check_number(cfg, "train.gamma", lambda x: x > 0, "a finite number > 0 (the factor of each step of scheduler=step)")
+    _check_number(cfg, "train.dist_timeout_s", lambda x: x > 0, "seconds > 0")
     for key in ("data.viscosity", "data.time_step", "data.t_in", "data.t_out", "data.solve_resolution"):
-        value = OmegaConf.select(cfg, key)
-        if value is not None and value <= 0:
-            raise OpspecError(f"{where}: {key}={value}, expected a positive number (or null for the default)")
-    if cfg.model.sensors < 2:
-        raise OpspecError(f"{where}: model.sensors={cfg.model.sensors}, expected at least 2 points per axis")
-    if cfg.optimizer.lr <= 0:
-        raise OpspecError(f"{where}: optimizer.lr={cfg.optimizer.lr}, expected a positive number")
+        _check_number(cfg, key, lambda x: x > 0, "a positive number (or null for the default)")
+    _check_number(cfg, "model.sensors", lambda x: x >= 2, "at least 2 points per axis")
+    train_res = OmegaConf.select(cfg, "data.train_resolution")
+    train_res = OmegaConf.to_object(train_res) if isinstance(train_res, ListConfig) else train_res
+    if isinstance(train_res, list):
+        if not train_res or any(not isinstance(r, int) or r < 2 for r in train_res):
+            raise _Invalid(["data.train_resolution"], f"data.train_resolution={train_res}, expected sizes >= 2")
+    else:
+        _check_number(cfg, "data.train_resolution", lambda x: x >= 2, "an integer >= 2")
     if not cfg.data.eval_resolutions:
-        raise OpspecError(f"{where}: data.eval_resolutions is empty, expected at least one resolution")
+        raise _Invalid(["data.eval_resolutions"], "data.eval_resolutions is empty, expected at least one resolution")
+    for r in cfg.data.eval_resolutions:
+        if isinstance(r, int) and r < 2:
+            raise _Invalid(["data.eval_resolutions"], f"data.eval_resolutions={list(cfg.data.eval_resolutions)}, "
+                           "expected resolutions >= 2")
+    if cfg.model.name in FNO_LIKE:
+        modes = list(cfg.model.n_modes)
+        if not modes or any(m < 1 for m in modes):
+            raise _Invalid(["model.n_modes"], f"model.n_modes={modes}, expected one integer >= 1 per spatial axis")
+        limit = max_fno_modes(_resolutions(train_res, len(modes)))
+        if len(limit) == len(modes) and any(m > cap for m, cap in zip(modes, limit)):
+            raise _Invalid(["model.n_modes", "data.train_resolution"],
+                           f"model.n_modes={modes} is more than data.train_resolution={train_res} resolves: "
+                           f"expected at most {limit} (the last axis's real FFT keeps n_modes // 2 + 1 modes)")
+    options = {k: v for k, v in to_container(cfg.optimizer).items() if k != "name"}
+    try:
+        check_optimizer_options(cfg.optimizer.name, options)
+    except ValueError as err:
+        text = str(err).strip().splitlines()[0]
+        key = text.split("=", 1)[0].split(":", 1)[0].strip()
+        raise _Invalid([key if key.startswith("optimizer.") else "optimizer.name"], text) from None
+
+
+def _blame(keys: Sequence[str], sources: Sequence[tuple[str, str]]) -> str:
+    """Where the last value of any of `keys` came from: an override, the YAML file, or the config."""
+    for prefix, where in reversed(sources):
+        for key in keys:
+            if prefix == "" or key == prefix or key.startswith(prefix + ".") or prefix.startswith(key + "."):
+                return where
+    return "config"
+
+
+def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
+    if isinstance(node, dict):
+        out = []
+        for k, v in node.items():
+            out += _dotted_keys(v, f"{prefix}{k}.") or [f"{prefix}{k}"]
+        return out
+    return []
 
 
 def load_config(
@@ -139,9 +216,14 @@ def load_config(
     overrides: Sequence[str] = (),
     base: DictConfig | dict[str, Any] | None = None,
 ) -> DictConfig:
-    """Schema defaults ← `base` (e.g. a checkpoint's config) ← YAML file ← dotted `key=value` overrides."""
+    """Schema defaults ← `base` (e.g. a checkpoint's config) ← YAML file ← dotted `key=value` overrides.
+
+    Every value is checked (types, choices, ranges) before anything uses the config; an error names
+    the key and the override or file that set it.
+    """
     cfg = OmegaConf.structured(Config)
     where = "config"
+    sources: list[tuple[str, str]] = []  # (dotted key set, where it came from), in merge order
     try:
         if base is not None:
             cfg = OmegaConf.merge(cfg, base)
@@ -156,14 +238,19 @@ def load_config(
             if not isinstance(loaded, DictConfig):
                 raise OpspecError(f"{path}: expected a mapping of config sections, got a list")
             cfg = OmegaConf.merge(cfg, loaded)
+            sources += [(key, str(path)) for key in _dotted_keys(OmegaConf.to_container(loaded))]
         for item in overrides:
             where = f"override {item!r}"
             if "=" not in item:
                 raise OpspecError(f"override {item!r}: expected key=value, e.g. train.epochs=10")
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            sources.append((item.split("=", 1)[0].strip(), where))
     except OmegaConfBaseException as err:
         raise _config_error(err, where) from None
-    _validate(cfg, where)
+    try:
+        _validate(cfg)
+    except _Invalid as err:
+        raise OpspecError(f"{_blame(err.keys, sources)}: {err}") from None
     OmegaConf.set_readonly(cfg, True)
     return cfg
 

@@ -52,9 +52,15 @@ def _env_int(name: str, default: int) -> int:
         raise OpspecError(f"environment variable {name}={value!r}: expected an integer (set by torchrun)") from None
 
 
+def ranks_from_env() -> Ranks:
+    """This process's place in the job as torchrun's environment says (rank 0 of 1 without torchrun):
+    the one place that decides which process is the main one (`Ranks.is_main`)."""
+    return Ranks(_env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0))
+
+
 def init_ranks(device: torch.device, timeout_s: float) -> tuple[Ranks, torch.device]:
     """Join torchrun's process group if there is one; the device for this rank (cuda:LOCAL_RANK on CUDA)."""
-    ranks = Ranks(_env_int("RANK", 0), _env_int("WORLD_SIZE", 1), _env_int("LOCAL_RANK", 0))
+    ranks = ranks_from_env()
     if not ranks.enabled:
         return ranks, device
     if device.type == "cuda":

@@ -7,7 +7,7 @@ saves a PNG of input / truth / prediction / error for a few test samples.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import statistics
 import sys
@@ -16,30 +16,15 @@ from typing import Any, Sequence
 
 import torch
 
-from opspec.checkpoint import load_checkpoint
+from opspec.checkpoint import load_checkpoint, model_from_checkpoint
 from opspec.config import load_config
-from opspec.data import CanonicalFile, OperatorDataset, UnitGaussianNormalizer
+from opspec.data import CanonicalFile, OperatorDataset
 from opspec.distributed import Ranks, all_gather_lists, shard_range
 from opspec.errors import OpspecError, cli_main
+from opspec.fileio import atomic_path, atomic_write_json
 from opspec.metrics import relative_l2
-from opspec.models import NormalizedOperator, build_model
 
-
-def model_from_checkpoint(payload: dict[str, Any]) -> NormalizedOperator:
-    """Rebuild the normalized model a checkpoint holds, from its own config and shapes."""
-    cfg = load_config(base=payload["config"])
-    meta = payload["meta"]
-    net = NormalizedOperator(
-        build_model(cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta.get("grid", "nodal")),
-        UnitGaussianNormalizer(meta["in_channels"], meta["n_space"]),
-        UnitGaussianNormalizer(meta["out_channels"], meta["n_space"]),
-    )
-    missing, unexpected = net.load_state_dict(payload["model"], strict=False)
-    if missing or unexpected:
-        raise OpspecError(
-            f"{payload['path']}: weights do not fit the model its config builds (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
-    return net
+__all__ = ["check_finite", "evaluate_model", "format_table", "main", "model_from_checkpoint", "plot_samples", "summary_json"]
 
 
 @torch.no_grad()
@@ -75,6 +60,24 @@ def evaluate_model(
             "per_sample": errors,
         }
     return results
+
+
+def check_finite(results: dict[int, dict[str, Any]], file: CanonicalFile, split: str = "test") -> None:
+    """Refuse results with a non-finite error, naming the first such sample and why (one OpspecError)."""
+    for resolution, r in results.items():
+        bad = [i for i, e in enumerate(r["per_sample"]) if not math.isfinite(e)]
+        if not bad:
+            continue
+        i = bad[0]
+        a, u = OperatorDataset(file, split, resolution, in_memory=False)[[i]]
+        if not (torch.isfinite(a).all() and torch.isfinite(u).all()):
+            why = "it holds NaN or Inf in the data"
+        elif float(u.flatten().norm()) == 0:
+            why = "its target u is all zero, so its relative L2 (0/0) is undefined"
+        else:
+            why = "the model's prediction is not finite (diverged weights?)"
+        raise OpspecError(f"{file.path}: {split} sample {i} at resolution {resolution} has relative L2 "
+                          f"{r['per_sample'][i]} ({len(bad)} such sample(s)): {why}")
 
 
 def format_table(results: dict[int, dict[str, Any]], train_resolution: int | None = None) -> str:
@@ -123,9 +126,11 @@ def plot_samples(
     fig.suptitle(f"{file.path.name}, test split, resolution {resolution}")
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
     return out
 
 
@@ -144,21 +149,43 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    for name, value in (("--batch-size", args.batch_size), ("--samples", args.samples)):
+        if value < 1:
+            raise OpspecError(f"{name} {value}: expected an integer >= 1")
     payload = load_checkpoint(args.checkpoint)
     net = model_from_checkpoint(payload)
     cfg = load_config(base=payload["config"])
     file = CanonicalFile(args.data or cfg.data.path)
+    if file.problem and file.problem != cfg.data.problem:
+        raise OpspecError(f"{file.path}: holds {file.problem!r} data, but {payload['path']} was trained on "
+                          f"{cfg.data.problem!r}; expected a {cfg.data.problem} file")
     resolutions = args.resolutions or list(cfg.data.eval_resolutions)
     for r in resolutions:
         file.stride(r)
+    probe = OperatorDataset(file, "test", resolutions[0], in_memory=False)
+    if len(probe) == 0:
+        raise OpspecError(f"{file.path}: the test split has no samples; expected at least one")
+    a, u = probe[[0]]
+    meta = payload["meta"]
+    shape, expected = (a.ndim - 2, a.shape[1], u.shape[1]), (meta["n_space"], meta["in_channels"], meta["out_channels"])
+    if shape != expected:
+        raise OpspecError(f"{file.path}: {shape[0]}-D data with {shape[1]} input and {shape[2]} output channel(s), but "
+                          f"{payload['path']} takes {expected[0]}-D data with {expected[1]} and {expected[2]}")
     results = evaluate_model(net, file, resolutions, batch_size=args.batch_size)
+    check_finite(results, file)
     print(f"{payload['path']} (epoch {payload.get('epoch')}) on {file.path}, test split")
     print(format_table(results, cfg.data.train_resolution))
     folder = Path(payload["path"]).parent
     json_path = Path(args.json) if args.json else folder / "eval.json"
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(summary_json(results), indent=2) + "\n")
-    plot = plot_samples(net, file, max(resolutions), args.plot or folder / "eval.png", args.samples)
+    plot_path = Path(args.plot) if args.plot else folder / "eval.png"
+    for path in (json_path, plot_path):
+        if path.is_dir():
+            raise OpspecError(f"{path}: is a folder, expected a file path")
+    try:
+        atomic_write_json(json_path, summary_json(results))
+        plot = plot_samples(net, file, max(resolutions), plot_path, args.samples)
+    except OSError as err:
+        raise OpspecError(f"{err.filename or json_path}: cannot write ({err.strerror or err})") from None
     print(f"wrote {json_path} and {plot}")
     return 0
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
+
+from opspec.checkpoint import read_metrics
+from opspec.fileio import atomic_path
 
 
 def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
@@ -14,7 +16,7 @@ def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    records = [json.loads(line) for line in Path(metrics).read_text().splitlines() if line.strip()]
+    records = read_metrics(metrics)
     epochs = [r["epoch"] for r in records]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(epochs, [r["train_loss"] for r in records], label="train rel L2 (batch mean)")
@@ -26,6 +28,9 @@ def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
     ax.set_title(Path(metrics).parent.name)
     fig.tight_layout()
     out = Path(out)
-    fig.savefig(out, dpi=90)
-    plt.close(fig)
+    try:
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp, dpi=90, format="png")
+    finally:
+        plt.close(fig)
     return out

@@ -13,28 +13,31 @@ Every rank keeps the full model and optimizer state, so a checkpoint resumes on 
 from __future__ import annotations
 
 import argparse
-import json
+import itertools
 import math
 import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from opspec.checkpoint import CHECKPOINT_VERSION, atomic_save, load_checkpoint, rng_state, set_rng_state, tensor_state_dict
+from opspec.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, atomic_save, load_checkpoint, make_payload,
+                               reconcile_run, restore_training_state)
 from opspec.config import load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
 from opspec.data.batches import epoch_loader
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
-from opspec.distributed import all_sum, barrier, broadcast, close, init_ranks
-from opspec.errors import OpspecError, cli_main
-from opspec.evaluate import evaluate_model, format_table, summary_json
+from opspec.distributed import all_sum, barrier, broadcast, close, init_ranks, ranks_from_env
+from opspec.errors import OpspecError, cli_main, os_error_line
+from opspec.evaluate import check_finite, evaluate_model, format_table, summary_json
+from opspec.fileio import FolderLock, atomic_write_json, atomic_write_text, remove_stale_temps
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
 from opspec.optim import build_optimizer, options_from_config
@@ -107,21 +110,85 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _holds_run(folder: Path) -> bool:
+    return (folder / "last.pt").exists() or (folder / "metrics.jsonl").exists()
+
+
+def run_dir_candidates(out_dir: str, run_name: str) -> Iterator[Path]:
+    """checkpoints/<run_name>, <run_name>_2, _3 …, skipping those that already hold a run."""
+    base = Path(out_dir) / run_name
+    for k in itertools.count(1):
+        candidate = base if k == 1 else base.with_name(f"{run_name}_{k}")
+        if not _holds_run(candidate):
+            yield candidate
+
+
 def new_run_dir(out_dir: str, run_name: str) -> Path:
     """checkpoints/<run_name>, or <run_name>_2, _3 … if that one already holds a run (nothing is overwritten)."""
-    base = Path(out_dir) / run_name
-    candidate, k = base, 1
-    while (candidate / "last.pt").exists() or (candidate / "metrics.jsonl").exists():
-        k += 1
-        candidate = base.with_name(f"{run_name}_{k}")
-    return candidate
+    return next(run_dir_candidates(out_dir, run_name))
+
+
+RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "eval.json", "curves.png")
+
+# What --resume lets an override change (README "Resume"); every other change is refused with one line.
+RESUME_HONOURED = ("train.epochs", "optimizer.lr")  # deliberately: the schedule is rebuilt
+RESUME_NEUTRAL = ("train.device", "train.progress", "train.num_workers", "train.eval_batch_size",
+                  "train.keep_freed_memory", "train.dist_timeout_s", "data.path", "data.generate", "data.in_memory",
+                  "data.eval_resolutions", "out_dir", "run_name")  # how the run is carried out, not what it computes
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def resume_changes(saved: dict[str, Any], cfg: DictConfig, epoch: int, where: str) -> dict[str, tuple[Any, Any]]:
+    """The keys a resumed run changes against its checkpoint's config, {key: (old, new)}, of those
+    honoured on resume (train.epochs, optimizer.lr); any other change of what the run computes is an error."""
+    old = _flatten(to_container(load_config(base=saved)))
+    new = _flatten(to_container(cfg))
+    changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    for key, (before, after) in changed.items():
+        if key not in RESUME_HONOURED and key not in RESUME_NEUTRAL:
+            raise OpspecError(
+                f"--resume {where}: {key}={after!r} would change the run (it has {before!r}); on resume only "
+                f"{', '.join(RESUME_HONOURED)} and how the run is carried out may change: start a new run instead"
+            )
+    if "train.epochs" in changed and cfg.train.epochs < epoch:
+        raise OpspecError(f"--resume {where}: train.epochs={cfg.train.epochs}, but the run has finished epoch {epoch}; "
+                          f"expected at least {epoch}")
+    return {k: v for k, v in changed.items() if k in RESUME_HONOURED}
+
+
+class DivergedError(OpspecError):
+    """A non-finite loss, gradient or test error: the run stops, keeping its last good checkpoint."""
+
+
+def _why_not_finite(a: torch.Tensor, u: torch.Tensor, lr: float) -> str:
+    """The likely cause of a non-finite loss on the batch (a, u)."""
+    if not (torch.isfinite(a).all() and torch.isfinite(u).all()):
+        return "the batch holds NaN or Inf in the data"
+    zero = (u.flatten(1).norm(dim=1) == 0).nonzero().flatten().tolist()
+    if zero:
+        return f"{len(zero)} sample(s) of the batch have an all-zero target u, whose relative L2 is 0/0, undefined"
+    return f"the weights diverged: optimizer.lr={lr:g} is likely too large"
 
 
 EpochCallback = Callable[["Trainer", dict[str, Any]], None]
 
 
 class Trainer:
-    """One training run: builds everything from the config (or a checkpoint) and fits epoch by epoch."""
+    """One training run: builds everything from the config (or a checkpoint) and fits epoch by epoch.
+
+    `__init__` runs the steps in order: ranks and device, data, model, optimizer and schedule, start
+    a run folder or restore a checkpoint, DDP wrap. Everything that can refuse the config comes before
+    the run folder is created. Rank 0 (`self.ranks.is_main`) alone writes.
+    """
 
     def __init__(
         self,
@@ -132,15 +199,36 @@ class Trainer:
     ) -> None:
         self.cfg = cfg
         self.callbacks = list(callbacks)
-        self.ranks, self.device = init_ranks(resolve_device(cfg.train.device), cfg.train.dist_timeout_s)
-        main = self.ranks.is_main
-        if cfg.train.keep_freed_memory:
+        self.notes: list[str] = []  # what a resume honoured or repaired (the CLI prints them)
+        self.lock: FolderLock | None = None
+        changes = resume_changes(resume["config"], cfg, int(resume["epoch"]), resume["path"]) if resume else {}
+        self._init_ranks_and_device()
+        self._init_data()
+        self._init_model()
+        self._init_optimizer_and_schedule()
+        if resume is None:
+            self._start(run_dir)
+        else:
+            self._restore(resume, run_dir, changes)
+        self._wrap_ddp()
+
+    # -- the steps of __init__ ------------------------------------------------------------------
+
+    def _init_ranks_and_device(self) -> None:
+        self.ranks, self.device = init_ranks(resolve_device(self.cfg.train.device), self.cfg.train.dist_timeout_s)
+        if self.cfg.train.keep_freed_memory:
             keep_freed_memory()
+
+    def _init_data(self) -> None:
+        cfg, main = self.cfg, self.ranks.is_main
         if main:  # one rank generates a missing file; the others open it when it is complete
             self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
         barrier(self.ranks)
         if not main:
             self.file = ensure_data(cfg, progress=False, device=self.device)
+        if self.file.problem and self.file.problem != cfg.data.problem:
+            raise OpspecError(f"data.problem={cfg.data.problem!r}, but {self.file.path} holds {self.file.problem!r} data; "
+                              f"expected data.problem={self.file.problem} or another data.path")
         self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         for r in cfg.data.eval_resolutions:
@@ -148,55 +236,132 @@ class Trainer:
         a0, u0 = self.train_data[0]
         self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1, "grid": self.file.grid}
 
-        seed_everything(cfg.seed)  # the same seed on every rank: the same initial weights everywhere
-        model = build_model(cfg.model, self.meta["in_channels"], self.meta["out_channels"], self.meta["n_space"], self.meta["grid"])
+    def _init_model(self) -> None:
+        seed_everything(self.cfg.seed)  # the same seed on every rank: the same initial weights everywhere
+        meta = self.meta
+        model = build_model(self.cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta["grid"])
         self.net = NormalizedOperator(model, fit_normalizer(self.train_data, "a"), fit_normalizer(self.train_data, "u"))
         self.net.to(self.device)
-        self.optimizer = optimizer_from_config(self.net.model, cfg.optimizer, self.ranks.group)
-        self.scheduler = build_scheduler(self.optimizer, cfg.train)
+
+    def _init_optimizer_and_schedule(self) -> None:
+        self.optimizer = optimizer_from_config(self.net.model, self.cfg.optimizer, self.ranks.group)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.train)
         self.epoch = 0
-        self.best = math.inf
-        if resume is not None:
+        self.best, self.best_epoch = math.inf, 0
+
+    def _on_main(self, action: Callable[[], Any]) -> Any:
+        """Run `action` on rank 0 and give every rank its result; an OpspecError there is raised on every rank."""
+        result, error = None, None
+        if self.ranks.is_main:
             try:
-                self.net.load_state_dict(resume["model"])
-                self.optimizer.load_state_dict(resume["optimizer"])
-                self.scheduler.load_state_dict(resume["scheduler"])
-            except (RuntimeError, ValueError, KeyError) as err:
-                raise OpspecError(
-                    f"{resume['path']}: the checkpoint does not fit the model/optimizer this config builds "
-                    f"(did an override change model.* or optimizer.*?): {str(err).splitlines()[0]}"
-                ) from None
-            self.epoch = int(resume["epoch"])
-            self.best = float(resume["best"])
-            set_rng_state(resume["rng"])
-            self.run_dir = Path(resume["path"]).parent if run_dir is None else Path(run_dir)
-            if main:
-                self._truncate_metrics(self.epoch)
-        else:
-            self.run_dir = Path(run_dir) if run_dir is not None else new_run_dir(cfg.out_dir, cfg.run_name)
-            self.run_dir = Path(broadcast(self.ranks, str(self.run_dir)))
-            if main:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-                (self.run_dir / "metrics.jsonl").write_text("")
-        if main:
-            (self.run_dir / "config.yaml").write_text(to_yaml(cfg))
+                result = action()
+            except OpspecError as err:
+                error = str(err)
+        result, error = broadcast(self.ranks, (result, error))
+        if error is not None:
+            raise OpspecError(error)
+        return result
+
+    def _lock(self, folder: Path) -> FolderLock | None:
+        """This process's lock on a run folder, or None if another process holds it."""
+        lock = FolderLock(folder)
+        return lock if lock.acquire() else None
+
+    def _start(self, run_dir: str | os.PathLike | None) -> None:
+        """A new run: claim a fresh run folder (locked), with an empty metrics.jsonl and the config."""
+
+        def claim() -> str:
+            candidates = [Path(run_dir)] if run_dir is not None else run_dir_candidates(self.cfg.out_dir, self.cfg.run_name)
+            for candidate in candidates:
+                try:
+                    candidate.mkdir(parents=True, exist_ok=True)
+                except OSError as err:
+                    raise OpspecError(f"out_dir={self.cfg.out_dir}: cannot create the run folder {candidate} "
+                                      f"({err.strerror or err})") from None
+                self.lock = self._lock(candidate)
+                if run_dir is not None and self.lock is None:
+                    raise OpspecError(f"{candidate}: another trainer ({FolderLock(candidate).holder()}) is writing "
+                                      "this run folder; expected one writer per run folder")
+                if self.lock is not None and (run_dir is not None or not _holds_run(candidate)):
+                    return str(candidate)
+                if self.lock is not None:  # another run started here in the meantime: take the next name
+                    self.lock.release()
+                    self.lock = None
+            raise AssertionError("unreachable: run_dir_candidates never ends")
+
+        self.run_dir = Path(self._on_main(claim))
+        if self.ranks.is_main:
+            for name in RUN_OUTPUTS:
+                remove_stale_temps(self.run_dir / name)
+            atomic_write_text(self.metrics_path, "")
+            atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
+
+    def _restore(self, resume: dict[str, Any], run_dir: str | os.PathLike | None, changes: dict[str, tuple[Any, Any]]) -> None:
+        """Continue a run from its checkpoint: states, schedule (rebuilt if an override asks), run folder repaired."""
+        cfg = self.cfg
+        self.run_dir = Path(resume["path"]).parent if run_dir is None else Path(run_dir)
+        if cfg.out_dir != str(self.run_dir.parent) or cfg.run_name != self.run_dir.name:  # record where it really is
+            self.cfg = cfg = load_config(base={**to_container(cfg), "out_dir": str(self.run_dir.parent),
+                                               "run_name": self.run_dir.name})
+        saved = resume.get("model", {})
+        for key in NORMALIZER_KEYS:
+            mine = self.net.state_dict()[key].cpu()
+            if key in saved and (saved[key].shape != mine.shape or not torch.allclose(saved[key], mine, rtol=1e-5, atol=1e-7)):
+                raise OpspecError(f"data.path={cfg.data.path}: its training split is not the one {self.run_dir} was "
+                                  "trained on (the fitted normalizers differ); expected the run's data file")
+        fresh_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        epoch = int(resume["epoch"])
+        rebuild = "optimizer.lr" in changes or ("train.epochs" in changes and cfg.train.scheduler == "cosine")
+        restore_training_state(resume, self.net, self.optimizer, None if rebuild else self.scheduler)
+        self.epoch = epoch
+        if rebuild:
+            for group, lr in zip(self.optimizer.param_groups, fresh_lrs):
+                group["lr"] = group["initial_lr"] = lr
+            self.scheduler = build_scheduler(self.optimizer, cfg.train)
+            with warnings.catch_warnings():  # stepping the schedule to the epoch the run stands at, without training
+                warnings.simplefilter("ignore")
+                for _ in range(epoch):
+                    self.scheduler.step()
+        said = ", ".join(f"{k} {before} → {after}" for k, (before, after) in changes.items())
+        if rebuild:
+            self.notes.append(f"{said}: the {cfg.train.scheduler} schedule is rebuilt as a run of {cfg.train.epochs} epochs "
+                              f"at lr {cfg.optimizer.lr:g} has it; epoch {epoch + 1} runs at lr "
+                              f"{self.optimizer.param_groups[0]['lr']:.4g}")
+        elif changes:
+            self.notes.append(f"{said}: the {cfg.train.scheduler} schedule does not depend on the length; it continues")
+
+        def repair() -> tuple[float, int, list[str]]:
+            self.lock = self._lock(self.run_dir)
+            if self.lock is None:
+                raise OpspecError(f"{self.run_dir}: another trainer ({FolderLock(self.run_dir).holder()}) is writing "
+                                  "this run folder; expected one writer per run folder")
+            for name in RUN_OUTPUTS:
+                remove_stale_temps(self.run_dir / name)
+            state = reconcile_run(self.run_dir, resume)
+            atomic_write_text(self.run_dir / "config.yaml", to_yaml(cfg))
+            return state.best, state.best_epoch, state.notes
+
+        self.best, self.best_epoch, notes = self._on_main(repair)
+        self.notes += notes
+
+    def _wrap_ddp(self) -> None:
         # DDP averages the gradients across ranks in the backward pass (its buffers are the fixed normalizers)
         self.train_net: torch.nn.Module = self.net
         if self.ranks.enabled:
             self.train_net = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device] if self.device.type == "cuda" else None, forward_sync_buffers=False)
 
+    # -- training -------------------------------------------------------------------------------
+
     @property
     def metrics_path(self) -> Path:
         return self.run_dir / "metrics.jsonl"
 
-    def _truncate_metrics(self, epoch: int) -> None:
-        """Drop metric lines past the checkpoint's epoch (written before a crash, now replayed)."""
-        lines = self.metrics_path.read_text().splitlines() if self.metrics_path.exists() else []
-        kept = [line for line in lines if line.strip() and json.loads(line)["epoch"] <= epoch]
-        tmp = self.metrics_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(line + "\n" for line in kept))
-        os.replace(tmp, self.metrics_path)
+    def close(self) -> None:
+        """Release the run folder's lock (the OS releases it anyway when the process ends)."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
     def loss(self, a: torch.Tensor, u: torch.Tensor, n_global: int | None = None, weight: float = 1.0) -> torch.Tensor:
         """The FNO paper's training loss, the mean relative L2 of the decoded prediction, as this rank's
@@ -204,44 +369,57 @@ class Trainer:
         errors = relative_l2(self.train_net(a), u)
         return errors.sum() * (weight * self.ranks.world_size / (n_global or len(a)))
 
+    def _stop(self, epoch: int, step: int, what: str, cause: str) -> DivergedError:
+        kept = (f"its last good checkpoint (epoch {self.epoch}) is in {self.run_dir}" if self.epoch
+                else "no epoch finished, so there is no checkpoint")
+        return DivergedError(f"epoch {epoch}, step {step}: {what} ({cause}); the run is stopped and {kept}")
+
+    def _grads_finite(self) -> bool:
+        norms = [torch.linalg.vector_norm(p.grad) for p in self.net.parameters() if p.grad is not None]
+        return not norms or bool(torch.isfinite(torch.stack(norms).sum()))
+
     def train_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
         self.net.train()
         cfg = self.cfg
         world = self.ranks.world_size
         total, count = torch.zeros((), dtype=torch.float64), 0
         start = time.perf_counter()
+        lr = self.optimizer.param_groups[0]["lr"]
         loader = epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
                               self.ranks.rank, world)
-        for a, u, n_global, weight in loader:
+        for step, (a, u, n_global, weight) in enumerate(loader, 1):
             a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
 
             def closure() -> torch.Tensor:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss = self.loss(a, u, n_global, weight)
                 loss.backward()
-                return all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
+                loss = all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
+                if not torch.isfinite(loss):  # the same value on every rank: all stop together
+                    raise self._stop(epoch, step, f"the training loss is {loss.item()}", _why_not_finite(a, u, lr))
+                if not self._grads_finite():
+                    raise self._stop(epoch, step, "a gradient is not finite", _why_not_finite(a, u, lr))
+                return loss
 
             loss = self.optimizer.step(closure)
             total += loss.detach().double().cpu() * n_global
             count += n_global
             bar.update(1)
         seconds = time.perf_counter() - start
-        lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         return {"train_loss": float(total) / count, "lr": lr, "epoch_seconds": seconds, "samples_per_second": count / seconds}
 
-    def checkpoint(self) -> dict[str, Any]:
-        return {
-            "version": CHECKPOINT_VERSION,
-            "config": to_container(self.cfg),
-            "meta": self.meta,
-            "epoch": self.epoch,
-            "best": self.best,
-            "model": tensor_state_dict(self.net),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "rng": rng_state(),
-        }
+    def checkpoint(self, record: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The checkpoint payload of the run as it stands (opspec.checkpoint owns the format)."""
+        return make_payload(to_container(self.cfg), self.meta, self.epoch, self.best, self.best_epoch, record,
+                            self.net, self.optimizer, self.scheduler)
+
+    def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
+        """last.pt, then best.pt (a copy, when improved), then the metrics line: see checkpoint.reconcile_run."""
+        atomic_save(self.checkpoint(record), self.run_dir / "last.pt")
+        if improved:
+            atomic_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
+        append_metrics(self.metrics_path, record)
 
     def fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
@@ -256,17 +434,17 @@ class Trainer:
                 record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch, bar)}
                 test = evaluate_model(self.net, self.file, [cfg.data.train_resolution], cfg.train.eval_batch_size,
                                       self.device, ranks=self.ranks)
+                try:
+                    check_finite(test, self.file)
+                except OpspecError as err:
+                    raise self._stop(epoch, steps, "the test error is not finite", str(err)) from None
                 record["test_rel_l2"] = test[cfg.data.train_resolution]["rel_l2_mean"]
                 self.epoch = epoch
                 improved = record["test_rel_l2"] < self.best
-                self.best = min(self.best, record["test_rel_l2"])
+                if improved:
+                    self.best, self.best_epoch = record["test_rel_l2"], epoch
                 if main:
-                    with self.metrics_path.open("a") as fh:
-                        fh.write(json.dumps(record) + "\n")
-                    payload = self.checkpoint()
-                    atomic_save(payload, self.run_dir / "last.pt")
-                    if improved:
-                        atomic_save(payload, self.run_dir / "best.pt")
+                    self._save_epoch(record, improved)
                     bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
                     tqdm.write(
                         f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
@@ -281,7 +459,8 @@ class Trainer:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m opspec.train", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="YAML config (default: the built-in default experiment)")
-    parser.add_argument("--resume", help="a run folder or checkpoint to continue (its config, then overrides)")
+    parser.add_argument("--resume", help="a run folder or checkpoint to continue (its config, then overrides: "
+                                         "train.epochs and optimizer.lr may change; README 'Resume')")
     parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. train.epochs=10 optimizer.lr=1e-3")
     return parser.parse_args(argv)
 
@@ -289,36 +468,46 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    say = print if os.environ.get("RANK", "0") == "0" else (lambda *a, **k: None)  # rank 0 alone prints
+    say = print if ranks_from_env().is_main else (lambda *a, **k: None)  # rank 0 alone prints
     resume = None
     if args.resume:
         resume = load_checkpoint(args.resume, prefer="last")
         cfg = load_config(args.config, args.overrides, base=resume["config"])
-        say(f"resuming {resume['path']} after epoch {resume['epoch']}")
     else:
         cfg = load_config(args.config, args.overrides)
     started = time.perf_counter()
     trainer = Trainer(cfg, resume=resume)
-    ranks = trainer.ranks
-    say(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
-        f"at resolution {cfg.data.train_resolution}, device {trainer.device}"
-        + (f", {ranks.world_size} ranks" if ranks.enabled else "") + ")", flush=True)
+    cfg, ranks = trainer.cfg, trainer.ranks
     try:
-        trainer.fit()
-        results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size,
-                                 trainer.device, ranks=ranks)
-    except RuntimeError as err:  # a collective failed: another rank died, or waited past train.dist_timeout_s
-        if not ranks.enabled:
-            raise
-        raise OpspecError(
-            f"rank {ranks.rank}: lost contact with the other ranks ({str(err).strip().splitlines()[0][:200]}); "
-            f"the last complete checkpoint is in {trainer.run_dir}: continue with --resume {trainer.run_dir}"
-        ) from None
+        if resume is not None:
+            say(f"resuming {resume['path']} after epoch {resume['epoch']}")
+        for note in trainer.notes:
+            say(f"resume: {note}")
+        say(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
+            f"at resolution {cfg.data.train_resolution}, device {trainer.device}"
+            + (f", {ranks.world_size} ranks" if ranks.enabled else "") + ")", flush=True)
+        try:
+            trainer.fit()
+            results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions),
+                                     cfg.train.eval_batch_size, trainer.device, ranks=ranks)
+            check_finite(results, trainer.file)
+        except OSError as err:  # the disk filled up or the folder became read-only while training
+            raise OpspecError(f"{os_error_line(err)}; the last complete checkpoint is in {trainer.run_dir}: "
+                              f"continue with --resume {trainer.run_dir}") from None
+        except RuntimeError as err:  # a collective failed: another rank died, or waited past train.dist_timeout_s
+            if not ranks.enabled:
+                raise
+            raise OpspecError(
+                f"rank {ranks.rank}: lost contact with the other ranks ({str(err).strip().splitlines()[0][:200]}); "
+                f"the last complete checkpoint is in {trainer.run_dir}: continue with --resume {trainer.run_dir}"
+            ) from None
+        finally:
+            close(ranks)
+        if ranks.is_main:
+            atomic_write_json(trainer.run_dir / "eval.json", summary_json(results))
+            plot_curves(trainer.metrics_path, trainer.run_dir / "curves.png")
     finally:
-        close(ranks)
-    if ranks.is_main:
-        (trainer.run_dir / "eval.json").write_text(json.dumps(summary_json(results), indent=2) + "\n")
-        plot_curves(trainer.metrics_path, trainer.run_dir / "curves.png")
+        trainer.close()
     say(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
     say(format_table(results, cfg.data.train_resolution))
     say(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")

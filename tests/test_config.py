@@ -37,7 +37,7 @@ def test_overrides_are_typed():
         ("train.epoch=3", "unknown config key 'train.epoch'"),
         ("nonsense=1", "unknown config key 'nonsense'"),
         ("train.epochs=many", "key 'train.epochs'.*could not be converted to Integer"),
-        ("optimizer.lr=-1", "optimizer.lr=-1.0, expected a positive number"),
+        ("optimizer.lr=-1", r"override .optimizer.lr=-1.: optimizer.lr=-1.0: expected a number in \(0, ∞\)"),
         ("optimizer.name=sgd", "optimizer.name='sgd', expected one of"),
         ("train.epochs", "expected key=value"),
     ],

@@ -121,9 +121,10 @@ def test_evaluate_cli_writes_json_and_png(tiny_overrides, tmp_path, capsys):
         (["-m", "opspec.train", "train.epochs=two"], "train.epochs"),
         (["-m", "opspec.train", "optimizer.name=adam_p0.3"], "optimizer.name='adam_p0.3', expected one of"),
         (["-m", "opspec.train", "optimizer.name=specmuon", "optimizer.relaxation=2", "@DATA",
-          "data.train_resolution=9", "data.eval_resolutions=[9]", "data.generate=false"], "optimizer: SpecMuon: need 0 <= relaxation <= 1"),
+          "data.train_resolution=9", "model.n_modes=[4,4]", "data.eval_resolutions=[9]", "data.generate=false"],
+         "optimizer.relaxation=2.0: expected a number in [0, 1]"),
         (["-m", "opspec.train", "data.path=/nonexistent/file.h5", "data.generate=false"], "no such file"),
-        (["-m", "opspec.train", "data.train_resolution=10", "@DATA"], "resolution 10 is not a strided subsample"),
+        (["-m", "opspec.train", "data.train_resolution=10", "model.n_modes=[4,4]", "@DATA"], "resolution 10 is not a strided subsample"),
         (["-m", "opspec.evaluate", "/nonexistent/run"], "no such checkpoint"),
         (["-m", "opspec.data", "info", "@TEXT"], "not an HDF5 file"),
     ],
@@ -143,6 +144,9 @@ def test_cli_errors_are_one_line(args, message, darcy_file, tmp_path):
 def test_resume_with_a_different_optimizer_is_a_clear_error(tiny_overrides, capsys):
     assert train_main(tiny_overrides + ["train.epochs=1"]) == 0
     run = Path([o for o in tiny_overrides if o.startswith("out_dir=")][0].split("=", 1)[1]) / "darcy_fno"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
     assert train_main(["--resume", str(run), "train.epochs=2", "optimizer.name=adamw"]) == 2
     err = capsys.readouterr().err
-    assert "does not fit the model/optimizer" in err and "Traceback" not in err
+    assert "optimizer.name='adamw' would change the run (it has 'muon')" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # refused: nothing written
