@@ -73,9 +73,9 @@ class Muon(SpectralOptimizer):
     OWNER = "Muon"
     MAP_OPTIONS = ("power", "ns_steps", "coefficients", "eps", "compute_dtype")
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], *,
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | None = None, *,
                  process_group: dist.ProcessGroup | None = None, **options: Any) -> None:
-        super().__init__(params, process_group=process_group, **options)
+        super().__init__(params, lr, process_group=process_group, **options)
         for group in self.param_groups:
             group["power"] = float(group["power"])
 

@@ -123,8 +123,8 @@ class SpecMuon(SpectralOptimizer):
     MAP_OPTIONS = ("lr", "adjust_lr", "guided_modes", "relaxation", "topk", "subspace_iters", "eps", "ns_steps",
                    "coefficients", "compute_dtype")
 
-    def __init__(self, params: Any, **options: Any) -> None:
-        super().__init__(params, **options)
+    def __init__(self, params: Any, lr: float | None = None, **options: Any) -> None:
+        super().__init__(params, lr, **options)
         if len({(g["energy_shift"], g["loss_ema"]) for g in self.param_groups}) > 1:
             raise ValueError("SpecMuon: energy_shift and loss_ema set the one loss energy E; they must agree across groups")
 

@@ -50,8 +50,10 @@ class SpectralOptimizer(Optimizer):
     OWNER = ""  # the class's table in options.py ("Muon", "SpecMuon")
     MAP_OPTIONS: tuple[str, ...] = ()  # group options the map reads: matrices are batched only when they agree
 
-    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], *,
+    def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | None = None, *,
                  process_group: dist.ProcessGroup | None = None, **options: Any) -> None:
+        if lr is not None:
+            options["lr"] = lr
         defaults = {o.keyword: o.default for o in constructor_options(self.OWNER)}
         unknown = set(options) - set(defaults)
         if unknown:
