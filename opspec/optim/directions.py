@@ -12,7 +12,7 @@ foreach call per line of the math for the whole list.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import Tensor
@@ -58,3 +58,19 @@ def adam_direction(grads: list[Tensor], states: list[dict[str, Any]], betas: tup
     directions = torch._foreach_div(m, [1 - beta1 ** state["step"] for state in states])
     torch._foreach_div_(directions, denom)
     return [torch.view_as_complex(d) if g.is_complex() else d for d, g in zip(directions, grads)]
+
+
+def _momentum_base(grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> list[Tensor]:
+    return momentum_direction(grads, states, group["momentum"], group["nesterov"])
+
+
+def _adam_base(grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> list[Tensor]:
+    return adam_direction(grads, states, group["adam_betas"], group["adam_eps"])
+
+
+# The family's bases by name: (grads, states, group options) → directions. A new base is one entry
+# here (its options, if any, go in options.MUON_OWN); the names <base>_p<p> follow from the keys.
+BASES: dict[str, Callable[[list[Tensor], list[dict[str, Any]], dict[str, Any]], list[Tensor]]] = {
+    "momentum": _momentum_base,
+    "adam": _adam_base,
+}

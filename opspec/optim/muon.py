@@ -24,7 +24,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from opspec.optim.apply import LR_RULES, lr_scale
-from opspec.optim.directions import adam_direction, momentum_direction
+from opspec.optim.directions import BASES as BASE_DIRECTIONS
 from opspec.optim.options import BASES, POWERS
 from opspec.optim.polar import frobenius_norms, polar
 from opspec.optim.sharding import Work
@@ -90,9 +90,7 @@ class Muon(SpectralOptimizer):
             group.setdefault("adam_eps", group.get("adamw_eps", 1e-8))
 
     def direction(self, grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> list[Tensor]:
-        if group["base"] == "adam":
-            return adam_direction(grads, states, group["adam_betas"], group["adam_eps"])
-        return momentum_direction(grads, states, group["momentum"], group["nesterov"])
+        return BASE_DIRECTIONS[group["base"]](grads, states, group)
 
     def map_work(self, M: Tensor, items: list[Item], context: Any) -> Work:
         group = items[0][1]

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
 from typing import Any, Callable, Optional
 
+from opspec.optim.directions import BASES as BASE_DIRECTIONS
+
 LR_RULES = ("original", "match_rms_adamw", "none")
-BASES = ("momentum", "adam")
+BASES = tuple(BASE_DIRECTIONS)  # ("momentum", "adam"): directions.BASES
 POWERS = (0.0, 0.25, 0.5, 1.0)
 COEFFICIENT_SETS = ("quintic", "polar_express")
 LAYOUT_CHOICES = ("auto", "matrix", "conv", "per_mode", "flatten")
