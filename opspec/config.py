@@ -17,7 +17,9 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from opspec.errors import OpspecError
+from opspec.loggers import LOGGERS
 from opspec.optim.options import check_optimizer_options, config_choices, config_fields
+from opspec.precision import PRECISIONS
 
 
 @dataclass
@@ -80,6 +82,12 @@ class TrainConfig:
     keep_freed_memory: bool = True  # glibc malloc keeps freed blocks mapped: fewer page faults per step
     # torchrun: a collective that waits this long for another rank fails (a dead or hung rank)
     dist_timeout_s: float = 600.0
+    # How each step runs (opspec/precision.py, opspec/schedule.py, opspec/loggers.py; docs/DESIGN.md §7.3):
+    precision: str = "fp32"  # fp32 | bf16 | fp16: autocast of the forward pass (fp16 with loss scaling)
+    compile: bool = False  # torch.compile the model (on the CPU it needs a C++ compiler)
+    grad_clip: Optional[float] = None  # clip the global gradient norm (complex: over re and im) to this; null: off
+    warmup_epochs: int = 0  # the LR rises linearly, step by step, over these epochs before train.scheduler
+    log: str = "none"  # none | tensorboard | wandb (offline unless WANDB_MODE is set); rank 0 logs
 
 
 @dataclass
@@ -98,6 +106,8 @@ CHOICES = {
     "model.name": ("fno", "tfno", "uno", "codano", "sfno", "localno", "deeponet"),  # opspec.models.MODEL_NAMES
     **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/options.py)
     "train.scheduler": ("cosine", "step", "none"),
+    "train.precision": PRECISIONS,
+    "train.log": LOGGERS,
 }
 
 
@@ -159,6 +169,11 @@ def _validate(cfg: DictConfig) -> None:
     _check_number(cfg, "train.num_workers", lambda x: x >= 0, "an integer >= 0")
     _check_number(cfg, "train.gamma", lambda x: x > 0, "a finite number > 0 (the factor of each step of scheduler=step)")
     _check_number(cfg, "train.dist_timeout_s", lambda x: x > 0, "seconds > 0")
+    _check_number(cfg, "train.grad_clip", lambda x: x > 0, "a gradient norm > 0 (or null: no clipping)")
+    _check_number(cfg, "train.warmup_epochs", lambda x: x >= 0, "an integer >= 0")
+    if cfg.train.warmup_epochs >= cfg.train.epochs:
+        raise _Invalid(["train.warmup_epochs", "train.epochs"], f"train.warmup_epochs={cfg.train.warmup_epochs} with "
+                       f"train.epochs={cfg.train.epochs}: expected fewer warm-up epochs than epochs")
     for key in ("data.viscosity", "data.time_step", "data.t_in", "data.t_out", "data.solve_resolution"):
         _check_number(cfg, key, lambda x: x > 0, "a positive number (or null for the default)")
     _check_number(cfg, "model.sensors", lambda x: x >= 2, "at least 2 points per axis")
