@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
 
 import h5py
 import numpy as np
 import pytest
+import scipy.io
 import torch
 import xarray as xr
 
@@ -163,3 +165,200 @@ def test_data_cli_generate_and_info(tmp_path, capsys):
     first = CanonicalFile(out).read("train", "a")
     assert data_main(args + ["--force"]) == 0
     np.testing.assert_array_equal(CanonicalFile(out).read("train", "a"), first)  # same seed, same file
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Bad files and bad places to write: one OpspecError line naming the file, exit 2 from the CLI, nothing written.
+
+ROOT = {"format": "opspec-canonical", "format_version": 1, "problem": "toy", "grid": "nodal"}
+
+
+def _plain(path, splits, attrs=ROOT):
+    """A canonical-layout file written with plain h5py (dimension scales, none of NetCDF's bookkeeping)."""
+    with h5py.File(path, "w") as f:
+        f.attrs.update(attrs)
+        for split, (a, u) in splits.items():
+            g = f.create_group(split)
+            g.attrs["split"] = split
+            g["sample"] = np.arange(len(a))
+            g["x"], g["y"] = np.linspace(0, 1, a.shape[1]), np.linspace(0, 1, a.shape[2])
+            for d in ("sample", "x", "y"):
+                g[d].make_scale(d)
+            for var, data in (("a", a), ("u", u)):
+                g[var] = data
+                for i, d in enumerate(("sample", "x", "y")):
+                    g[var].dims[i].attach_scale(g[d])
+    return path
+
+
+def _arrays(n_train=4, n_test=3, sx=5, sy=3):
+    rng = np.random.default_rng(1)
+    return {s: (rng.random((n, sx, sy)), rng.random((n, sx, sy))) for s, n in (("train", n_train), ("test", n_test))}
+
+
+def _cli_error(capsys, argv) -> str:
+    """Run the data CLI, expect exit 2 and exactly one `error:` line on stderr; return that line."""
+    assert data_main(argv) == 2
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in lines[0], lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    "name, splits, attrs, message",
+    [
+        ("version.h5", _arrays(), {**ROOT, "format_version": "abc"}, r"format_version='abc' is not an integer"),
+        ("version_float.h5", _arrays(), {**ROOT, "format_version": 1.5}, r"format_version=1.5 is not an integer"),
+        ("version_2.h5", _arrays(), {**ROOT, "format_version": 2}, r"format_version 2 is not supported"),
+        ("strings.h5", {s: (a.astype("S8"), u) for s, (a, u) in _arrays().items()}, ROOT, r"train/a holds \|S8 values"),
+        ("complex.h5", {s: (a, u + 0.5j * u) for s, (a, u) in _arrays().items()}, ROOT, r"train/u holds complex numbers"),
+        ("zero_test.h5", {**_arrays(), "test": (np.zeros((0, 5, 3)), np.zeros((0, 5, 3)))}, ROOT,
+         r"split 'test' has 0 samples"),
+        ("zero_train.h5", {**_arrays(), "train": (np.zeros((0, 5, 3)), np.zeros((0, 5, 3)))}, ROOT,
+         r"split 'train' has 0 samples"),
+    ],
+)
+def test_bad_canonical_files_are_refused_in_one_line(tmp_path, capsys, name, splits, attrs, message):
+    path = _plain(tmp_path / name, splits, attrs)
+    with pytest.raises(OpspecError, match=message) as err:
+        CanonicalFile(path)
+    assert str(path) in str(err.value)
+    line = _cli_error(capsys, ["info", str(path)])
+    assert str(path) in line and re.search(message, line)
+
+
+def test_info_describes_every_file_train_reads(tmp_path, capsys):
+    """A plain h5py file in the canonical layout (non-square grid) opens for training, so `info` describes it."""
+    path = _plain(tmp_path / "plain.h5", _arrays())
+    f = CanonicalFile(path)
+    data = OperatorDataset(f, "train")
+    assert len(data) == 4 and data[0][0].shape == (1, 5, 3)
+    assert data_main(["info", str(path)]) == 0
+    text = capsys.readouterr().out
+    assert "(sample: 4, x: 5, y: 3)" in text and "(sample: 3, x: 5, y: 3)" in text and "problem: toy" in text
+    assert "coordinate x: 5 values, 0 .. 1" in text
+
+
+def test_writer_refuses_an_empty_split(tmp_path):
+    with pytest.raises(ValueError, match="split 'test' needs at least 1 sample, got 0"):
+        with CanonicalWriter(tmp_path / "e.h5", problem="toy", coords={"x": np.linspace(0, 1, 5)}) as w:
+            w.add_split("train", 2)
+            w.add_split("test", 0)
+    assert list(tmp_path.iterdir()) == []
+
+
+GENERATE = ["generate", "darcy", "--resolution", "9", "--n-train", "3", "--n-test", "2"]
+
+
+def _h5py_close_fails(self):
+    """h5py's message for a flush that hits a full disk: several lines, errno buried in the text."""
+    raise OSError("Can't close file (file write failed: time = Thu Dec  3 10:19:31 2026\n, filename = 'x.tmp', "
+                  "file descriptor = 3, errno = 28, error message = 'No space left on device', buf = 0x1)")
+
+
+@pytest.mark.parametrize("where", ["append", "close"])
+def test_a_disk_that_fills_up_while_writing_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch, where):
+    import h5netcdf
+
+    import opspec.data.canonical as canonical
+
+    if where == "append":
+        def full(self, split, a, u):
+            raise OSError(28, "No space left on device")
+        monkeypatch.setattr(canonical.CanonicalWriter, "append", full)
+    else:
+        monkeypatch.setattr(h5netcdf.File, "close", _h5py_close_fails)
+    out = tmp_path / "out" / "g.h5"
+    line = _cli_error(capsys, [*GENERATE, "--out", str(out)])
+    assert str(out) in line and "cannot write (No space left on device)" in line
+    monkeypatch.undo()
+    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+
+
+@pytest.fixture()
+def read_only_folder(tmp_path, monkeypatch):
+    """A folder nobody may write in: chmod 555 for a normal user; root ignores modes, so there the
+    access check is told the folder sits on a read-only file system."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+        return
+    import opspec.data.outputs as outputs
+
+    real_access, real_statvfs = os.access, os.statvfs
+    is_ro = lambda p: os.path.abspath(p) == str(folder)  # noqa: E731
+    monkeypatch.setattr(outputs.os, "access", lambda p, mode: False if is_ro(p) else real_access(p, mode))
+    monkeypatch.setattr(outputs.os, "statvfs", lambda p: type("V", (), {"f_flag": os.ST_RDONLY})() if is_ro(p) else real_statvfs(p))
+    yield folder
+
+
+def test_read_only_or_misplaced_outputs_are_refused_before_any_work(tmp_path, capsys, read_only_folder):
+    src = tmp_path / "d.mat"
+    scipy.io.savemat(src, {"coeff": np.ones((4, 5, 5)), "sol": np.ones((4, 5, 5))})
+    (tmp_path / "a_file").write_text("not a folder")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    cases = [
+        ([*GENERATE, "--out", str(read_only_folder / "g.h5")], "cannot write in"),
+        (["convert", str(src), "--problem", "darcy", "--out", str(read_only_folder / "c.h5")], "cannot write in"),
+        (["download", "pdebench-darcy2d-beta1.0", "--dest", str(read_only_folder / "dl")], "cannot write in"),
+        ([*GENERATE, "--out", str(tmp_path / "a_file" / "g.h5")], "a_file is a file, not a folder"),
+        (["convert", str(src), "--problem", "darcy", "--out", str(tmp_path / "a_file" / "c.h5")], "is a file, not a folder"),
+        (["download", "pdebench-darcy2d-beta1.0", "--dest", str(tmp_path / "a_file" / "dl")], "is a file, not a folder"),
+        ([*GENERATE, "--out", str(tmp_path)], "is a folder; expected the name of the file"),
+    ]
+    for argv, message in cases:
+        line = _cli_error(capsys, argv)
+        assert message in line, (argv, line)
+    if os.geteuid() == 0:
+        assert "read-only file system" in _cli_error(capsys, [*GENERATE, "--out", str(read_only_folder / "g.h5")])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_too_little_space_is_refused_before_generating(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    import opspec.data.outputs as outputs
+
+    monkeypatch.setattr(outputs.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
+    line = _cli_error(capsys, [*GENERATE, "--out", str(tmp_path / "g.h5")])
+    # 5 samples of a and u on 9 x 9 float32 points: 3240 bytes
+    assert "needs about 3.2 KiB (and 8.0 MiB of room while writing), but only 1000 B is free" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temp_files_of_the_output_are_removed_before_writing(tmp_path):
+    """A writer killed with SIGKILL leaves its temp file; the next generate of that output removes it."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "g.h5"
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal, sys\nfrom opspec.fileio import atomic_path\n"
+         "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'x' * 1000)\n    os.kill(os.getpid(), signal.SIGKILL)",
+         str(out)], capture_output=True)
+    assert killed.returncode == -9
+    stale = [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert len(stale) == 1 and not out.exists()
+    assert data_main([*GENERATE, "--out", str(out)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.h5"]
+
+
+def test_a_disk_filled_by_someone_else_stops_the_writer_before_hdf5_fails(tmp_path, capsys, monkeypatch):
+    """Room for the whole file at the start; then another process fills the disk: the writer stops at the
+    next batch (HDF5 itself cannot close cleanly after a failed write), with one line and no temp file."""
+    import shutil
+
+    calls = []
+
+    def disk_usage(path):
+        calls.append(path)
+        free = 10**9 if len(calls) == 1 else 2**20  # the start-up check, then a nearly full disk
+        return shutil._ntuple_diskusage(10**10, 10**10 - free, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", disk_usage)
+    line = _cli_error(capsys, [*GENERATE, "--batch-size", "2", "--out", str(tmp_path / "g.h5")])
+    assert "g.h5: cannot write (no space left on device: 1.0 MiB of room left" in line and len(calls) >= 2
+    assert list(tmp_path.iterdir()) == []

@@ -205,3 +205,61 @@ def test_list_and_parsers(tmp_path, capsys):
     assert any(line.startswith("neuralop-darcy-16 ") and "partial (2.0 KB)" in line for line in lines)
     with pytest.raises(OpspecError, match="not in the registry"):
         dl.run_download(parser.parse_args(["download", "nope", "--dest", str(tmp_path)]))
+
+
+def test_a_raw_file_under_its_final_name_is_verified_not_trusted(tmp_path, server):
+    body, nu = pdebench_darcy_bytes(tmp_path)
+    Handler.files["/darcy.hdf5"] = body
+    source = Source("t-darcy", f"{server}/darcy.hdf5", "darcy.hdf5", "darcy", "pdebench", checksum=md5(body))
+    raw = tmp_path / "ds" / "raw" / "darcy.hdf5"
+    raw.parent.mkdir(parents=True)
+    raw.write_bytes(body[:-1] + b"!")  # right name, wrong bytes (e.g. copied in by hand, or a stray file)
+    with pytest.raises(OpspecError, match=r"darcy\.hdf5: md5 mismatch .*; delete it to download again"):
+        dl.download(source, tmp_path / "ds", **FAST)
+    assert raw.read_bytes() == body[:-1] + b"!"  # the user's file is left alone
+    assert not (tmp_path / "ds" / "t-darcy.h5").exists() and Handler.log == []
+    raw.write_bytes(body)  # the right bytes are used as they are, without a request
+    out = dl.download(source, tmp_path / "ds", **FAST)
+    with CanonicalFile(out) as f:
+        np.testing.assert_allclose(f.read("train", "a"), nu[:9])
+    assert Handler.log == []
+
+
+def test_a_failed_download_names_a_part_file_only_when_one_exists(tmp_path, server, monkeypatch):
+    def refused(*args, **kwargs):
+        raise dl.urllib.error.URLError("connection refused (test)")
+
+    monkeypatch.setattr(dl, "_request", refused)
+    with pytest.raises(OpspecError) as err:
+        dl.fetch(f"{server}/f.bin", tmp_path / "f.bin", retries=1, **FAST)
+    assert "nothing was saved, run again" in str(err.value) and ".part" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_zenodo_checksum_is_kept_beside_the_raw_file(tmp_path, server, monkeypatch):
+    """The checksum Zenodo gave is stored with the verified archive, so a rerun verifies it without the network."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for split, n in (("train", 4), ("test", 2)):
+            item = io.BytesIO()
+            torch.save({"x": torch.rand(n, 8, 8), "y": torch.rand(n, 8, 8)}, item)
+            info = tarfile.TarInfo(f"d_{split}_8.pt")
+            info.size = len(item.getvalue())
+            tar.addfile(info, io.BytesIO(item.getvalue()))
+    archive = buf.getvalue()
+    record = {"files": [{"key": "d_8.tgz", "size": len(archive), "checksum": md5(archive),
+                         "links": {"self": f"{server}/api/records/2/files/d_8.tgz/content"}}]}
+    Handler.files["/api/records/2"] = json.dumps(record).encode()
+    Handler.files["/api/records/2/files/d_8.tgz/content"] = archive
+    monkeypatch.setattr(sources, "ZENODO_API", f"{server}/api/records/")
+    source = Source("t-z", "unused", "d_8.tgz", "darcy", "pt", archive="tar", train_member="d_train_8.pt",
+                    test_member="d_test_8.pt", zenodo=("2", "d_8.tgz"))
+    out = dl.download(source, tmp_path / "ds", **FAST)
+    assert (tmp_path / "ds" / "raw" / "d_8.tgz.checksum").read_text().strip() == md5(archive)
+    requests = len(Handler.log)
+    out.unlink()
+    assert dl.download(source, tmp_path / "ds", **FAST) == out and len(Handler.log) == requests
+    (tmp_path / "ds" / "raw" / "d_8.tgz").write_bytes(archive[:-1] + bytes([archive[-1] ^ 1]))
+    out.unlink()
+    with pytest.raises(OpspecError, match="md5 mismatch"):
+        dl.download(source, tmp_path / "ds", **FAST)

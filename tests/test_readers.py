@@ -230,26 +230,62 @@ def _bad_pt_samples(p):
     torch.save({"x": torch.ones(3, 4, 4), "y": torch.ones(2, 4, 4)}, p)
 
 
+def _bad_complex_v5(p):
+    scipy.io.savemat(p, {"coeff": np.ones((5, 4, 4)) + 1j, "sol": np.ones((5, 4, 4))})
+
+
+def _bad_complex_v73(p):
+    """MATLAB v7.3 stores a complex array as an HDF5 compound of (real, imag)."""
+    u = np.ones((6, 4, 4, 3))
+    compound = np.zeros(u.transpose().shape, dtype=[("real", "<f8"), ("imag", "<f8")])
+    write_mat73(p, {"a": np.ones((6, 4, 4))})
+    with h5py.File(p, "a") as h:
+        h["u"] = compound
+
+
+def _bad_complex_pdebench(p):
+    with h5py.File(p, "w") as h:
+        h["tensor"] = np.ones((5, 3, 8), dtype=np.complex64)
+
+
+def _bad_complex_pt(p):
+    torch.save({"x": torch.ones(3, 4, 4), "y": torch.ones(3, 4, 4, dtype=torch.complex64)}, p)
+
+
+def _bad_strings_v5(p):
+    scipy.io.savemat(p, {"a": np.array([["0.125"] * 4] * 5), "u": np.ones((5, 4))})
+
+
+def _bad_problem(p):
+    scipy.io.savemat(p, {"coeff": np.ones((5, 4, 4)), "sol": np.ones((5, 4, 4))})
+
+
 @pytest.mark.parametrize(
-    "name, make, message",
+    "name, make, problem, message",
     [
-        ("shapes.mat", _bad_v5_shapes, "inconsistent shapes"),
-        ("keys.mat", _bad_missing_keys, "missing keys"),
-        ("nan.mat", _bad_nan, "NaN or inf .first at sample 3"),
-        ("inf.mat", _bad_inf_v73, "NaN or inf .first at sample 5"),
-        ("v4.mat", _bad_mat_v4, "neither MATLAB v5 nor v7.3"),
-        ("truncated.h5", _bad_truncated_hdf5, "cannot open as HDF5"),
-        ("grid.hdf5", _bad_pdebench_shapes, "inconsistent shapes"),
-        ("keys.pt", _bad_pt_keys, "missing keys"),
-        ("samples.pt", _bad_pt_samples, "inconsistent shapes"),
+        ("shapes.mat", _bad_v5_shapes, "darcy", "inconsistent shapes"),
+        ("keys.mat", _bad_missing_keys, "darcy", "missing keys"),
+        ("nan.mat", _bad_nan, "darcy", "NaN or inf .first at sample 3"),
+        ("inf.mat", _bad_inf_v73, "navier_stokes", "NaN or inf .first at sample 5"),
+        ("v4.mat", _bad_mat_v4, "burgers", "neither MATLAB v5 nor v7.3"),
+        ("truncated.h5", _bad_truncated_hdf5, "burgers", "cannot open as HDF5"),
+        ("grid.hdf5", _bad_pdebench_shapes, "darcy", "inconsistent shapes"),
+        ("keys.pt", _bad_pt_keys, "darcy", "missing keys"),
+        ("samples.pt", _bad_pt_samples, "darcy", "inconsistent shapes"),
+        ("complex.mat", _bad_complex_v5, "darcy", "'coeff' holds complex numbers"),
+        ("complex73.mat", _bad_complex_v73, "navier_stokes", "'u' holds complex numbers"),
+        ("complex.hdf5", _bad_complex_pdebench, "burgers", "'tensor' holds complex numbers"),
+        ("complex.pt", _bad_complex_pt, "darcy", "'y' holds complex numbers"),
+        ("strings.mat", _bad_strings_v5, "burgers", "'a' holds <U5 values"),
+        ("problem.mat", _bad_problem, "burgers", "--problem burgers: .* holds darcy data"),
     ],
 )
-def test_bad_files_give_one_clear_error_and_no_output(tmp_path, name, make, message):
+def test_bad_files_give_one_clear_error_and_no_output(tmp_path, name, make, problem, message):
     src = tmp_path / name
     make(src)
     out = tmp_path / "out" / "x.h5"
     with pytest.raises(OpspecError, match=message) as err:
-        convert(src, out, problem="p", split=2)
+        convert(src, out, problem=problem, split=2)
     assert str(src) in str(err.value)
     assert not out.exists()
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
@@ -261,3 +297,146 @@ def test_streaming_reads_bounded_chunks(tmp_path):
     with open_foreign(path) as reader:
         sizes = [len(a) for _, a, _ in reader.chunks(4)]
     assert sizes == [4, 4, 1]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# Every reader path with asymmetric shapes: N, X, Y and T all differ, so reading any two axes in the wrong order
+# either changes a shape or puts a value in the wrong place. The expected arrays are built by explicit index maps
+# from the published layout, not by the readers' own transposes.
+
+N, X, Y, T = 5, 7, 4, 3
+
+
+def _mat5(path, arrays):
+    scipy.io.savemat(path, arrays)
+
+
+def _fno_darcy(write):
+    def make(path):
+        coeff, sol = RNG.standard_normal((N, X, Y)), RNG.standard_normal((N, X, Y))
+        write(path, {"coeff": coeff, "sol": sol})
+        return coeff, sol, {"x": np.linspace(0, 1, X), "y": np.linspace(0, 1, Y)}, "nodal", ("x", "y"), ("x", "y")
+    return make
+
+
+def _fno_burgers(write):
+    def make(path):
+        a, u = RNG.standard_normal((N, X)), RNG.standard_normal((N, X))
+        write(path, {"a": a, "u": u})
+        return a, u, {"x": np.arange(X) / X}, "periodic", ("x",), ("x",)
+    return make
+
+
+def _fno_navier_stokes(write):
+    def make(path):
+        a, u = RNG.standard_normal((N, X, Y)), RNG.standard_normal((N, X, Y, T))  # u[n, i, j, t]: time last
+        write(path, {"a": a, "u": u})
+        expected_u = np.empty((N, T, X, Y))
+        for t in range(T):
+            expected_u[:, t] = u[:, :, :, t]
+        coords = {"x": np.arange(X) / X, "y": np.arange(Y) / Y}
+        return a, expected_u, coords, "periodic", ("x", "y"), ("t", "x", "y")
+    return make
+
+
+def _pdebench_burgers(path):
+    tensor = RNG.standard_normal((N, T + 1, X)).astype(np.float32)  # (sample, t, x)
+    x = (np.arange(X) + 0.5) / X
+    with h5py.File(path, "w") as h:
+        h["tensor"], h["x-coordinate"], h["t-coordinate"] = tensor, x, np.linspace(0, 1, T + 2)
+    return tensor[:, 0], tensor[:, 1:], {"x": x}, "periodic", ("x",), ("t", "x")
+
+
+def _pdebench_darcy(path):
+    nu, out = RNG.random((N, X, Y)).astype(np.float32), RNG.random((N, 1, X, Y)).astype(np.float32)
+    x, y = (np.arange(X) + 0.5) / X, (np.arange(Y) + 0.5) / Y
+    with h5py.File(path, "w") as h:
+        h["nu"], h["tensor"], h["x-coordinate"], h["y-coordinate"] = nu, out, x, y
+    return nu, out[:, 0], {"x": x, "y": y}, "periodic", ("x", "y"), ("x", "y")
+
+
+def _pdebench_navier_stokes(path):
+    velocity = RNG.standard_normal((N, T + 1, X, Y, 2)).astype(np.float32)
+    particles = RNG.random((N, T + 1, X, Y, 1)).astype(np.float32)
+    force = RNG.standard_normal((N, X, Y, 2)).astype(np.float32)
+    with h5py.File(path, "w") as h:
+        h["velocity"], h["particles"], h["force"] = velocity, particles, force
+    a = np.empty((N, 5, X, Y), dtype=np.float32)
+    a[:, 0], a[:, 1], a[:, 2] = velocity[:, 0, ..., 0], velocity[:, 0, ..., 1], particles[:, 0, ..., 0]
+    a[:, 3], a[:, 4] = force[..., 0], force[..., 1]
+    u = np.empty((N, T, 3, X, Y), dtype=np.float32)
+    for t in range(T):
+        u[:, t, 0], u[:, t, 1], u[:, t, 2] = velocity[:, t + 1, ..., 0], velocity[:, t + 1, ..., 1], particles[:, t + 1, ..., 0]
+    coords = {"x": (np.arange(X) + 0.5) / X, "y": (np.arange(Y) + 0.5) / Y}
+    return a, u, coords, "periodic", ("a_channel", "x", "y"), ("t", "channel", "x", "y")
+
+
+def _neuralop_pt(path):
+    x, y = torch.rand(N, 1, X, Y), torch.rand(N, X, Y)  # x with neuraloperator's channel axis of size 1
+    torch.save({"x": x, "y": y}, path)
+    coords = {"x": np.arange(X) / X, "y": np.arange(Y) / Y}
+    return x[:, 0].numpy(), y.numpy(), coords, "periodic", ("x", "y"), ("x", "y")
+
+
+def _neuralop_pt_trajectory(path):
+    x, y = torch.rand(N, X, Y), torch.rand(N, T, X, Y)  # y: a trajectory, time first
+    torch.save({"x": x, "y": y}, path)
+    coords = {"x": np.arange(X) / X, "y": np.arange(Y) / Y}
+    return x.numpy(), y.numpy(), coords, "periodic", ("x", "y"), ("t", "x", "y")
+
+
+READER_PATHS = {
+    "mat5-darcy": ("d.mat", _fno_darcy(_mat5), "mat5", "darcy"),
+    "mat73-darcy": ("d.mat", _fno_darcy(write_mat73), "mat73", "darcy"),
+    "mat5-burgers": ("b.mat", _fno_burgers(_mat5), "mat5", "burgers"),
+    "mat73-burgers": ("b.mat", _fno_burgers(write_mat73), "mat73", "burgers"),
+    "mat5-navier-stokes": ("ns.mat", _fno_navier_stokes(_mat5), "mat5", "navier_stokes"),
+    "mat73-navier-stokes": ("ns.mat", _fno_navier_stokes(write_mat73), "mat73", "navier_stokes"),
+    "pdebench-burgers": ("b.hdf5", _pdebench_burgers, "pdebench", "burgers"),
+    "pdebench-darcy": ("d.hdf5", _pdebench_darcy, "pdebench", "darcy"),
+    "pdebench-navier-stokes": ("ns.h5", _pdebench_navier_stokes, "pdebench", "navier_stokes"),
+    "pt": ("d.pt", _neuralop_pt, "pt", "darcy"),
+    "pt-trajectory": ("ns.pt", _neuralop_pt_trajectory, "pt", "navier_stokes"),
+}
+
+
+@pytest.mark.parametrize("case", list(READER_PATHS))
+def test_every_reader_path_keeps_every_axis_in_place(tmp_path, case):
+    """N, X, Y, T all differ: a reader that swaps x and y, or time and space, or samples, fails here."""
+    name, make, fmt, problem = READER_PATHS[case]
+    path = tmp_path / name
+    a, u, coords, grid, a_dims, u_dims = make(path)
+    assert detect_format(path) == fmt
+    with open_foreign(path) as reader:
+        layout = reader.layout
+        assert (layout.n, layout.a_dims, layout.u_dims, layout.grid) == (N, a_dims, u_dims, grid)
+        assert (layout.a_shape, layout.u_shape) == (a.shape[1:], u.shape[1:])
+        assert layout.coords.keys() == coords.keys()
+        for d in coords:
+            np.testing.assert_allclose(layout.coords[d], coords[d], rtol=0, atol=1e-15)
+        got_a, got_u = reader.read(1, 4)
+        np.testing.assert_array_equal(got_a, a[1:4].astype(np.float32))
+        np.testing.assert_array_equal(got_u, u[1:4].astype(np.float32))
+    # and through convert into the canonical file, read back per split
+    out = convert(path, tmp_path / "c.h5", problem=problem, split=3, chunk_mb=1e-5)
+    f, data = read_all(out)
+    assert f.grid == grid and f.dims["train"]["a"][1:] == a_dims and f.dims["test"]["u"][1:] == u_dims
+    np.testing.assert_array_equal(data["train"][0], a[:3].astype(np.float32))
+    np.testing.assert_array_equal(data["train"][1], u[:3].astype(np.float32))
+    np.testing.assert_array_equal(data["test"][0], a[3:].astype(np.float32))
+    np.testing.assert_array_equal(data["test"][1], u[3:].astype(np.float32))
+    with h5py.File(out, "r") as h:
+        for d in coords:
+            np.testing.assert_allclose(h[f"train/{d}"][()], coords[d], rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("fmt", ["mat5", "mat73"])
+def test_navier_stokes_task_split_keeps_axes(tmp_path, fmt):
+    """--t-in on an asymmetric FNO NS file: a = w at the first t_in times, u = the rest, each (N, t, X, Y)."""
+    path = tmp_path / "ns.mat"
+    _, trajectory, _, _, _, _ = _fno_navier_stokes(_mat5 if fmt == "mat5" else write_mat73)(path)
+    out = convert(path, tmp_path / "task.h5", problem="navier_stokes", split=2, t_in=1)
+    f, data = read_all(out)
+    assert f.dims["train"]["a"] == ("sample", "t_in", "x", "y") and f.shapes["test"]["u"] == (N - 2, T - 1, X, Y)
+    np.testing.assert_array_equal(data["train"][0], trajectory[:2, :1].astype(np.float32))
+    np.testing.assert_array_equal(data["test"][1], trajectory[2:, 1:].astype(np.float32))

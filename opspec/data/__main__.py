@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import Sequence
 
 from opspec.data.canonical import CanonicalFile
@@ -13,6 +12,7 @@ from opspec.data.convert import add_convert_parser
 from opspec.data.download import add_download_parsers
 from opspec.data.rechunk import add_rechunk_parser
 from opspec.data.generate import OPTIONS, PROBLEMS, generate_dataset
+from opspec.data.outputs import check_output_file
 from opspec.errors import OpspecError, cli_main
 
 
@@ -65,8 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command != "generate":  # convert, download, list
         return args.func(args)
-    if Path(args.out).exists() and not args.force:
-        raise OpspecError(f"{args.out}: already exists (pass --force to replace it)")
+    check_output_file(args.out, force=args.force)
     settings = {**GENERATE_DEFAULTS[args.problem],
                 **{k: getattr(args, k) for k in ("resolution", "n_train", "n_test") if getattr(args, k) is not None}}
     minimum = 3 if args.problem == "darcy" else 4
@@ -82,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise OpspecError(f"{flags}: not an option of {args.problem} (it takes {OPTIONS[args.problem] or 'none'})")
     start = time.perf_counter()
     try:
-        out = generate_dataset(args.problem, args.out, seed=args.seed, batch_size=args.batch_size, **settings, **options)
+        out = generate_dataset(args.problem, args.out, seed=args.seed, batch_size=args.batch_size,
+                               progress=sys.stderr.isatty(), **settings, **options)
     except ValueError as err:  # the generators validate their arguments before writing anything
         raise OpspecError(f"generate {args.problem}: {err}") from None
     seconds = time.perf_counter() - start

@@ -11,8 +11,12 @@ and is strided per axis. A file may hold only the test split (a published test s
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import resource
+import shutil
+import sys
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence, Union
 
@@ -92,15 +96,93 @@ class CanonicalWriter:
             **dict(attrs or {}),
         }
         self._file: h5netcdf.File | None = None
+        self._tmp: Path | None = None
         self._atomic = atomic_path(self.path)
         self._declared: dict[str, int] = {}
         self._written: dict[str, int] = {}
 
     def __enter__(self) -> "CanonicalWriter":
-        self._file = h5netcdf.File(self._atomic.__enter__(), "w")
-        for key, value in self.root_attrs.items():
-            self._file.attrs[key] = _attr_value(key, value)
+        try:
+            tmp = self._tmp = self._atomic.__enter__()
+        except OSError as err:
+            raise OpspecError(f"{self.path}: cannot write ({os_reason(err)})") from None
+        self._watch()
+        try:
+            self._file = h5netcdf.File(tmp, "w")
+            for key, value in self.root_attrs.items():
+                self._file.attrs[key] = _attr_value(key, value)
+        except BaseException as err:
+            self._fail(err)
         return self
+
+    # A full disk reaches HDF5 in its chunk cache: h5py reports most such failures only as "exception
+    # ignored" when a handle is freed. The hook below records them (and keeps them off stderr), append()
+    # stops at the first one, and the temp file is emptied before closing so the last flushes succeed.
+
+    def _watch(self) -> None:
+        self._failure: BaseException | None = None
+        _install_write_failure_hook()
+        _WRITERS[str(self._tmp)] = self
+
+    def _unwatch(self) -> None:
+        """Stop recording; HDF5 handles freed later that still fail on this temp file stay silent."""
+        _WRITERS.pop(str(self._tmp), None)
+        _FAILED_TEMPS.add(str(self._tmp))
+
+    def _fail(self, err: BaseException) -> None:
+        """Remove the temp file and raise: write failures as one OpspecError naming the output, others as they are."""
+        self._close_quietly(failed=True)
+        self._unwatch()
+        self._atomic.__exit__(type(err), err, err.__traceback__)
+        if is_write_failure(err):
+            raise OpspecError(f"{self.path}: cannot write ({os_reason(err)})") from None
+        raise err
+
+    def _close_quietly(self, failed: bool) -> BaseException | None:
+        """Close the HDF5 file; a failure to flush (a full disk) is returned, not raised.
+
+        After a failure the temp file is emptied first: that gives a full disk its blocks back, so HDF5's
+        last flushes succeed and leave no half-closed handles to fail again (and crash) at exit.
+        """
+        if self._file is None:
+            return None
+        if failed:
+            self._empty_temp()
+        try:
+            self._file.close()
+        except (OSError, RuntimeError) as err:
+            self._empty_temp()
+            try:
+                self._file.close()
+            except (OSError, RuntimeError, ValueError):
+                pass
+            self._file._closed = True  # h5netcdf's __del__ would try to flush again
+            return err
+        return None
+
+    def _check_room(self, nbytes: int) -> None:
+        """Stop with one line before a batch could fill the disk or pass the file-size limit, keeping
+        WRITE_MARGIN free: HDF5 cannot close cleanly once a write fails inside its caches."""
+        try:
+            free = shutil.disk_usage(self._tmp.parent).free
+            size = os.path.getsize(self._tmp)
+        except OSError:
+            return
+        room = free
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY:
+            room = min(room, limit - size)
+        if room < nbytes + WRITE_MARGIN:
+            err = OSError(errno.ENOSPC, f"{max(room, 0) / 2**20:.1f} MiB of room left, "
+                                        f"{(nbytes + WRITE_MARGIN) / 2**20:.1f} MiB needed to go on")
+            self._failure = self._failure or err
+            raise OpspecError(f"{self.path}: cannot write (no space left on device: {err.strerror})")
+
+    def _empty_temp(self) -> None:
+        try:
+            os.truncate(self._tmp, 0)
+        except OSError:
+            pass
 
     def add_split(
         self,
@@ -119,6 +201,8 @@ class CanonicalWriter:
         coordinate variable of the same name (e.g. the snapshot times of a time axis).
         """
         assert self._file is not None, "use CanonicalWriter as a context manager"
+        if n < 1:
+            raise ValueError(f"add_split: split {split!r} needs at least 1 sample, got {n}")
         space = tuple(self.coords)
         extra = {name: np.asarray(values, dtype=np.float64) for name, values in (extra_coords or {}).items()}
         group = self._file.create_group(split)
@@ -156,14 +240,26 @@ class CanonicalWriter:
         stop = start + len(a)
         if stop > self._declared[split]:
             raise ValueError(f"append: split {split!r} declared {self._declared[split]} samples, got {stop}")
+        self._check_room((np.size(a) + np.size(u)) * self.dtype.itemsize)
         group = self._file.groups[split]
-        group.variables["a"][start:stop] = np.asarray(a, dtype=self.dtype)
-        group.variables["u"][start:stop] = np.asarray(u, dtype=self.dtype)
+        try:
+            group.variables["a"][start:stop] = np.asarray(a, dtype=self.dtype)
+            group.variables["u"][start:stop] = np.asarray(u, dtype=self.dtype)
+        except (OSError, RuntimeError) as err:
+            if not is_write_failure(err):
+                raise
+            self._failure = self._failure or err
+        if self._failure is not None:
+            raise OpspecError(f"{self.path}: cannot write ({os_reason(self._failure)})")
         self._written[split] = stop
 
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._file is not None
-        self._file.close()
+        close_error = self._close_quietly(failed=exc_type is not None or self._failure is not None)
+        self._unwatch()
+        failure = self._failure or close_error
+        if exc_type is None and failure is not None:
+            exc_type, exc, tb = type(failure), failure, failure.__traceback__
         if exc_type is None:
             short = {s: (self._written[s], n) for s, n in self._declared.items() if self._written[s] != n}
             missing = [s for s in self.splits if s not in self._declared]
@@ -171,7 +267,82 @@ class CanonicalWriter:
                 exc = ValueError(f"{self.path}: splits not fully written (written, declared): {short}, never declared: {missing}")
                 self._atomic.__exit__(type(exc), exc, None)
                 raise exc
-        self._atomic.__exit__(exc_type, exc, tb)
+            try:
+                self._atomic.__exit__(None, None, None)  # fsync and rename; the temp file is removed if that fails
+            except OSError as err:
+                raise OpspecError(f"{self.path}: cannot write ({os_reason(err)})") from None
+            return
+        self._atomic.__exit__(exc_type, exc, tb)  # removes the temp file; the exception goes on
+        if is_write_failure(exc):
+            raise OpspecError(f"{self.path}: cannot write ({os_reason(exc)})") from None
+
+
+WRITE_MARGIN = 8 * 2**20  # bytes kept free while writing, for HDF5's chunk and metadata caches to flush into
+
+_WRITERS: dict[str, CanonicalWriter] = {}  # temp file -> the writer filling it
+_FAILED_TEMPS: set[str] = set()  # temp files already given up (their handles may still fail when freed)
+_HOOKED = False
+
+
+def _install_write_failure_hook() -> None:
+    """Route h5py's unraisable write failures on our temp files to their writer, once per process."""
+    global _HOOKED
+    if _HOOKED:
+        return
+    previous = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        err = unraisable.exc_value
+        if is_write_failure(err):
+            text = str(err)
+            for tmp, writer in list(_WRITERS.items()):
+                if tmp in text:
+                    if writer._failure is None:
+                        writer._failure = err
+                        writer._empty_temp()  # give a full disk its blocks back for HDF5's remaining flushes
+                    return
+            if any(tmp in text for tmp in _FAILED_TEMPS):
+                return
+        previous(unraisable)
+
+    sys.unraisablehook = hook
+    _HOOKED = True
+
+
+WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO}
+
+
+def is_write_failure(err: BaseException | None) -> bool:
+    """True for the OS refusing a write (full disk, file-size limit, quota, read-only, I/O error), also when
+    HDF5 reports it as a RuntimeError whose text holds 'file write failed'."""
+    if isinstance(err, OSError) and err.errno in WRITE_ERRNOS:
+        return True
+    return isinstance(err, (OSError, RuntimeError)) and "write failed" in str(err)
+
+
+def os_reason(err: BaseException) -> str:
+    """Why a write failed, in one line: the errno's text (HDF5 buries it in a multi-line message)."""
+    code = getattr(err, "errno", None)
+    if code is None:
+        found = re.search(r"errno = (\d+)", str(err))
+        code = int(found.group(1)) if found else None
+    if code:
+        return os.strerror(code)
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_real_dtype(path: Path, name: str, dtype: np.dtype) -> None:
+    """Refuse variables that are not real numbers: complex values would lose their imaginary part, strings
+    and records have no numeric meaning. The message names the file and the variable."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "c" or (dtype.names is not None and {"real", "imag"} <= set(dtype.names)):
+        raise OpspecError(
+            f"{path}: {name} holds complex numbers ({dtype}); opspec trains on real data "
+            "(store the real and imaginary parts as two channels)"
+        )
+    if dtype.kind not in "fiub":
+        raise OpspecError(f"{path}: {name} holds {dtype} values (strings or records); expected real numbers")
 
 
 def _from_attr(value: Any) -> Any:
@@ -247,7 +418,14 @@ class CanonicalFile:
         self.attrs = {k: _from_attr(v) for k, v in f.attrs.items()}
         if self.attrs.get("format") != FORMAT_NAME:
             raise OpspecError(f"{self.path}: not an opspec canonical file (root attribute format={FORMAT_NAME!r} missing)")
-        version = int(self.attrs.get("format_version", -1))
+        version = self.attrs.get("format_version")
+        if isinstance(version, str) and version.strip().isdigit():
+            version = int(version)
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise OpspecError(
+                f"{self.path}: root attribute format_version={version!r} is not an integer "
+                f"(this opspec reads 1..{FORMAT_VERSION})"
+            )
         if not 1 <= version <= FORMAT_VERSION:
             raise OpspecError(f"{self.path}: format_version {version} is not supported (this opspec reads 1..{FORMAT_VERSION})")
         self.grid = str(self.attrs.get("grid", "nodal"))
@@ -271,12 +449,15 @@ class CanonicalFile:
                 dims = _dims(ds)
                 if not dims or dims[0] != "sample":
                     raise OpspecError(f"{self.path}: {split}/{var} has dimensions {dims}, expected 'sample' first")
+                check_real_dtype(self.path, f"{split}/{var}", ds.dtype)
                 self.dims[split][var] = dims
                 self.shapes[split][var] = tuple(ds.shape)
             if self.shapes[split]["a"][0] != self.shapes[split]["u"][0]:
                 raise OpspecError(
                     f"{self.path}: {split}/a has {self.shapes[split]['a'][0]} samples but {split}/u has {self.shapes[split]['u'][0]}"
                 )
+            if self.shapes[split]["a"][0] == 0:
+                raise OpspecError(f"{self.path}: split {split!r} has 0 samples; expected at least 1")
         first = self.splits[0]
         self.space_dims = tuple(d for d in self.dims[first]["u"] if d in SPACE_DIMS)
         if not self.space_dims:
@@ -486,14 +667,27 @@ class CanonicalFile:
         return out[0] if single else out
 
     def describe(self) -> str:
-        """An xarray summary of every group (variables, shapes, coordinates, attributes)."""
-        import xarray as xr
-
+        """A summary of every group (dimensions, variables, coordinates, attributes), read from the same
+        validated view that training reads, so every file `train` accepts can be described."""
+        f = self._handle()
         parts = [f"{self.path}", "root attributes:"]
         parts += [f"    {k}: {v}" for k, v in self.attrs.items()]
         for split in self.splits:
-            with xr.open_dataset(self.path, engine="h5netcdf", group=split) as ds:
-                parts += [f"group {split!r}:", repr(ds)]
+            group = f[split]
+            sizes: dict[str, int] = {}
+            for var in VARIABLES:
+                sizes.update(zip(self.dims[split][var], self.shapes[split][var]))
+            parts.append(f"group {split!r}:")
+            parts.append("    dimensions: (" + ", ".join(f"{d}: {n}" for d, n in sizes.items()) + ")")
+            for var in VARIABLES:
+                ds = group[var]
+                parts.append(f"    {var}  ({', '.join(self.dims[split][var])})  {ds.dtype}  chunks {ds.chunks}")
+            for d in (*[d for d in sizes if d not in self.space_dims and d != "sample"], *self.space_dims):
+                if d in group and isinstance(group[d], h5py.Dataset) and group[d].ndim == 1 and group[d].dtype.kind in "fiu":
+                    values = np.asarray(group[d][()], dtype=np.float64)
+                    span = f"{values[0]:.6g} .. {values[-1]:.6g}" if values.size else "empty"
+                    parts.append(f"    coordinate {d}: {values.size} values, {span}")
+            parts += [f"    attribute {k}: {_from_attr(v)}" for k, v in group.attrs.items()]
         parts.append(f"valid resolutions: {self.valid_resolutions()}")
         for split in self.splits:
             warning = self.chunking_warning(split)

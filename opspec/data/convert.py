@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from opspec.data.canonical import CanonicalWriter
 from opspec.data.formats import FORMATS, ForeignFile, open_foreign
 from opspec.data.formats.base import Layout
 from opspec.data.formats.folders import open_folder
+from opspec.data.outputs import check_output_file, check_space
 from opspec.data.timesplit import TimeSplit
 from opspec.errors import OpspecError
 
@@ -103,12 +105,12 @@ def convert(
     `src` may be a dataset folder (The Well's train/ and test/ folders, PDEArena's shards): each split's
     files are read in name order. `split='test'` without a pair writes a test-only file.
     """
-    out = Path(out)
-    if out.exists() and not force:
-        raise OpspecError(f"{out}: already exists (pass --force to replace it)")
+    out = check_output_file(out, force=force)
     if not problem:
         raise OpspecError("--problem: give the problem name stored in the file (e.g. darcy, burgers, navier_stokes)")
     split = parse_split(split)
+    if isinstance(chunk_mb, bool) or not isinstance(chunk_mb, (int, float)) or not 0 < chunk_mb < float("inf"):
+        raise OpspecError(f"--chunk-mb {chunk_mb!r}: expected a finite number of megabytes > 0")
     readers: list[ForeignFile] = []
     try:
         if Path(src).is_dir():
@@ -124,7 +126,13 @@ def convert(
         if layout.attrs.get("source_task") == "trajectory" and t_in is None:
             raise OpspecError(f"{reader.path}: a {layout.name} file holds whole trajectories: give --t-in (steps in) "
                               "and --t-out (steps out)")
+        if layout.problem is not None and layout.problem != problem:
+            raise OpspecError(
+                f"--problem {problem}: {reader.path} holds {layout.problem} data ({layout.name} layout); "
+                f"pass --problem {layout.problem}"
+            )
         plan = _plan(reader, readers[1] if len(readers) > 1 else None, split)
+        check_space(out, sum(stop - start for _, _, start, stop in plan) * layout.sample_bytes())
         rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))  # samples are read whole
         if t_stride is not None:
             layout = stride_time(reader.path, layout, t_stride)
@@ -246,7 +254,7 @@ def run_convert(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     out = convert(
         args.src, args.out, problem=args.problem, fmt=args.fmt, split=args.split, pair=args.pair,
-        chunk_mb=args.chunk_mb, force=args.force, progress=True, t_in=args.t_in, t_stride=args.t_stride,
+        chunk_mb=args.chunk_mb, force=args.force, progress=sys.stderr.isatty(), t_in=args.t_in, t_stride=args.t_stride,
         t_out=args.t_out,
     )
     size = out.stat().st_size / 2**20

@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import socket
+import sys
 import tarfile
 import tempfile
 import time
@@ -27,8 +28,10 @@ from pathlib import Path
 
 from opspec.data import sources
 from opspec.data.convert import convert
+from opspec.data.outputs import check_output_folder
 from opspec.data.sources import SOURCES, Source
 from opspec.errors import OpspecError
+from opspec.fileio import atomic_path
 
 DEFAULT_DEST = Path("datasets")
 BLOCK = 1 << 20
@@ -44,18 +47,21 @@ def _hash_file(path: Path, algorithm: str) -> str:
     return digest.hexdigest()
 
 
-def verify(path: Path, *, size: int | None, checksum: str | None, what: str) -> None:
-    """Raise OpspecError unless `path` has the expected size and checksum ("md5:…" or "sha256:…")."""
+def verify(path: Path, *, size: int | None, checksum: str | None, what: str, then: str = "") -> None:
+    """Raise OpspecError unless `path` has the expected size and checksum ("md5:…" or "sha256:…").
+
+    The message names `what` and ends with `then` (what happened to the file, what to do next).
+    """
     actual = path.stat().st_size
     if size is not None and actual != size:
-        raise OpspecError(f"{what}: downloaded {actual} bytes, expected {size}; the partial file was removed, run again")
+        raise OpspecError(f"{what}: {actual} bytes, expected {size}{then}")
     if checksum is not None:
         algorithm, _, expected = checksum.partition(":")
         if algorithm not in ("md5", "sha256") or not expected:
             raise OpspecError(f"{what}: checksum {checksum!r} is not 'md5:<hex>' or 'sha256:<hex>'")
         got = _hash_file(path, algorithm)
         if got != expected.lower():
-            raise OpspecError(f"{what}: {algorithm} mismatch (expected {expected}, got {got}); the corrupt file was removed, run again")
+            raise OpspecError(f"{what}: {algorithm} mismatch (expected {expected}, got {got}){then}")
 
 
 def _request(url: str, offset: int, timeout: float):
@@ -117,6 +123,8 @@ def fetch(
 
     path = Path(path)
     if path.exists():
+        verify(path, size=size, checksum=checksum, what=str(path),
+               then=" (a file already under the download's name); delete it to download again")
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
@@ -128,13 +136,11 @@ def fetch(
             except NETWORK_ERRORS as err:
                 if attempt == retries:
                     have = part.stat().st_size if part.exists() else 0
-                    raise OpspecError(
-                        f"{url}: download failed after {retries + 1} attempts ({err}); {have} bytes kept in {part}, "
-                        "run again to resume"
-                    ) from None
+                    kept = f"{have} bytes kept in {part}, run again to resume" if have else "nothing was saved, run again"
+                    raise OpspecError(f"{url}: download failed after {retries + 1} attempts ({err}); {kept}") from None
                 time.sleep(backoff * (attempt + 1))
     try:
-        verify(part, size=size, checksum=checksum, what=url)
+        verify(part, size=size, checksum=checksum, what=url, then="; the corrupt download was removed, run again")
     except OpspecError:
         part.unlink(missing_ok=True)
         raise
@@ -202,6 +208,29 @@ def _member(folder: Path, name: str, archive: Path) -> Path:
     return found[0]
 
 
+def _checksum_file(raw: Path) -> Path:
+    """Where the checksum a raw file was verified against is kept (Zenodo's, so a rerun needs no network)."""
+    return raw.with_name(raw.name + ".checksum")
+
+
+def _with_checksum(source: Source, raw: Path) -> Source:
+    """The source with a checksum to verify `raw` against: its own, the one kept beside the raw file, or Zenodo's."""
+    if source.checksum is None and raw.exists() and _checksum_file(raw).exists():
+        source = replace(source, checksum=_checksum_file(raw).read_text().strip() or None)
+    if source.checksum is None:
+        source = resolve_zenodo(source)
+    if source.checksum is None:
+        raise OpspecError(f"{source.name}: no published checksum, refusing to use an unverified download")
+    return source
+
+
+def _remember_checksum(source: Source, raw: Path) -> None:
+    """Keep a checksum that came from Zenodo beside the verified raw file."""
+    if source.zenodo is not None and source.checksum is not None and not _checksum_file(raw).exists():
+        with atomic_path(_checksum_file(raw)) as tmp:
+            tmp.write_text(source.checksum + "\n")
+
+
 def paths(source: Source, dest: Path) -> dict[str, Path]:
     """Where a source's raw file, partial file and canonical file live under `dest`."""
     raw = dest / "raw" / source.filename
@@ -220,11 +249,10 @@ def download(name: str | Source, dest: str | os.PathLike = DEFAULT_DEST, *, prog
     where = paths(source, dest)
     if where["canonical"].exists():
         return where["canonical"]
-    if not where["raw"].exists():
-        source = resolve_zenodo(source)
-        if source.checksum is None:
-            raise OpspecError(f"{source.name}: no published checksum, refusing to use an unverified download")
-        fetch(source.url, where["raw"], size=source.size, checksum=source.checksum, progress=progress, **fetch_kwargs)
+    check_output_folder(dest, flag="--dest")
+    source = _with_checksum(source, where["raw"])
+    fetch(source.url, where["raw"], size=source.size, checksum=source.checksum, progress=progress, **fetch_kwargs)
+    _remember_checksum(source, where["raw"])
     raw, pair = where["raw"], None
     if source.archive is not None:
         folder = extract(where["raw"], source.archive, where["raw"].with_name(where["raw"].name + ".d"))
@@ -272,7 +300,7 @@ def add_download_parsers(subparsers: argparse._SubParsersAction) -> None:
 
 def run_download(args: argparse.Namespace) -> int:
     """The `download` command."""
-    out = download(args.name, args.dest)
+    out = download(args.name, args.dest, progress=sys.stderr.isatty())
     print(f"{args.name}: {out}")
     return 0
 

@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from opspec.data.canonical import check_real_dtype
 from opspec.errors import OpspecError
 
 READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, IndexError)
@@ -28,6 +29,7 @@ class Layout:
     grid: str
     extra_coords: dict[str, np.ndarray] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    problem: str | None = None  # the problem this layout always holds (None: the file does not say)
 
     def extra_dims(self) -> dict[str, int]:
         """Sizes of the non-spatial dimensions (time, channel) that `a` and `u` use."""
@@ -92,6 +94,8 @@ class ForeignFile:
             raise
         except READ_ERRORS as err:
             raise OpspecError(f"{self.path}: cannot read samples {start}..{stop} ({type(err).__name__}: {err})") from None
+        check_real_dtype(self.path, "the input", np.asarray(a).dtype)
+        check_real_dtype(self.path, "the output", np.asarray(u).dtype)
         k = stop - start
         if a.shape != (k, *self.layout.a_shape) or u.shape != (k, *self.layout.u_shape):
             raise OpspecError(

@@ -14,6 +14,7 @@ from typing import Mapping
 import h5py
 import numpy as np
 
+from opspec.data.canonical import check_real_dtype
 from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent
 from opspec.errors import OpspecError
 from opspec.grids import axis
@@ -42,14 +43,16 @@ def mat_layout(path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, str, L
     if name == "fno-darcy":
         space = ("x", "y")[: len(sa) - 1]
         coords = {d: axis(n, "nodal") for d, n in zip(space, sa[1:])}
-        layout = Layout(name, sa[0], space, sa[1:], space, su[1:], coords, "nodal")
+        layout = Layout(name, sa[0], space, sa[1:], space, su[1:], coords, "nodal", problem="darcy")
     elif name == "fno-burgers":
-        layout = Layout(name, sa[0], ("x",), sa[1:], ("x",), su[1:], {"x": axis(sa[1], "periodic")}, "periodic")
+        layout = Layout(name, sa[0], ("x",), sa[1:], ("x",), su[1:], {"x": axis(sa[1], "periodic")}, "periodic",
+                        problem="burgers")
     else:
         space = ("x", "y")
         t = su[-1]
         coords = {d: axis(n, "periodic") for d, n in zip(space, sa[1:])}
-        layout = Layout(name, sa[0], space, sa[1:], ("t", *space), (t, *su[1:-1]), coords, "periodic")
+        layout = Layout(name, sa[0], space, sa[1:], ("t", *space), (t, *su[1:-1]), coords, "periodic",
+                        problem="navier_stokes")
     check_consistent(path, layout, a, u)
     return a, u, layout
 
@@ -82,6 +85,8 @@ class MatV5File(ForeignFile):
         except READ_ERRORS + (NotImplementedError,) as err:
             raise OpspecError(f"{self.path}: cannot load {names} from the MATLAB v5 file ({type(err).__name__}: {err})") from None
         self._a, self._u = data[self.a_key], data[self.u_key]
+        check_real_dtype(self.path, repr(self.a_key), self._a.dtype)
+        check_real_dtype(self.path, repr(self.u_key), self._u.dtype)
         if self.layout.name == "fno-navier-stokes":
             self.layout.extra_coords["t"] = _time_coordinate(data.get("t"), self.layout.u_shape[0])
 
@@ -107,6 +112,8 @@ class MatV73File(ForeignFile):
         try:
             shapes = {k: tuple(reversed(v.shape)) for k, v in self._h5.items() if isinstance(v, h5py.Dataset)}
             self.a_key, self.u_key, self.layout = mat_layout(self.path, shapes)
+            for key in (self.a_key, self.u_key):
+                check_real_dtype(self.path, repr(key), self._h5[key].dtype)
             if self.layout.name == "fno-navier-stokes":
                 t = self._h5["t"][()] if "t" in shapes else None
                 self.layout.extra_coords["t"] = _time_coordinate(t, self.layout.u_shape[0])

@@ -17,6 +17,7 @@ import os
 import h5py
 import numpy as np
 
+from opspec.data.canonical import check_real_dtype
 from opspec.data.formats.base import ForeignFile, Layout, check_consistent
 from opspec.errors import OpspecError
 from opspec.grids import cell_centres
@@ -63,6 +64,7 @@ class PDEBenchFile(ForeignFile):
         node = self._h5[key]
         if not isinstance(node, h5py.Dataset):
             raise OpspecError(f"{self.path}: {key!r} is a group, expected an array")
+        check_real_dtype(self.path, repr(key), node.dtype)
         return tuple(node.shape)
 
     def _layout(self) -> Layout:
@@ -75,7 +77,8 @@ class PDEBenchFile(ForeignFile):
             if a[0] != u[0]:
                 raise OpspecError(f"{path}: inconsistent shapes: 'nu' has {a[0]} samples but 'tensor' has {u[0]}")
             coords = {"x": _coordinate(path, h5, "x-coordinate", a[1]), "y": _coordinate(path, h5, "y-coordinate", a[2])}
-            layout = Layout("pdebench-darcy", a[0], ("x", "y"), a[1:], ("x", "y"), u[2:], coords, "periodic")
+            layout = Layout("pdebench-darcy", a[0], ("x", "y"), a[1:], ("x", "y"), u[2:], coords, "periodic",
+                            problem="darcy")
             layout.attrs.update(_scalar_attrs(h5.attrs))
             check_consistent(path, layout, "nu", "tensor")
             self._kind, self._a_name, self._u_name = "darcy", "nu", "tensor"
@@ -94,7 +97,7 @@ class PDEBenchFile(ForeignFile):
             coords = {"x": cell_centres(x), "y": cell_centres(y)}
             layout = Layout(
                 "pdebench-ns-incompressible", n, ("a_channel", "x", "y"), (5, x, y), ("t", "channel", "x", "y"),
-                (t - 1, 3, x, y), coords, "periodic",
+                (t - 1, 3, x, y), coords, "periodic", problem="navier_stokes",
             )
             if "t" in keys and self._shape("t")[-1] == t:
                 layout.extra_coords["t"] = np.asarray(h5["t"][0, 1:], dtype=np.float64)
@@ -109,7 +112,8 @@ class PDEBenchFile(ForeignFile):
                 raise OpspecError(f"{path}: inconsistent shapes: 1D Burgers expects 'tensor' (N, T≥2, X), got {u}")
             n, t, x = u
             coords = {"x": _coordinate(path, h5, "x-coordinate", x)}
-            layout = Layout("pdebench-burgers-1d", n, ("x",), (x,), ("t", "x"), (t - 1, x), coords, "periodic")
+            layout = Layout("pdebench-burgers-1d", n, ("x",), (x,), ("t", "x"), (t - 1, x), coords, "periodic",
+                            problem="burgers")
             if "t-coordinate" in keys:
                 # PDEBench stores one more time value than time steps (202 for 201); the first T label the steps.
                 tc = np.asarray(h5["t-coordinate"][()], dtype=np.float64).ravel()

@@ -10,6 +10,7 @@ import os
 
 import numpy as np
 
+from opspec.data.canonical import check_real_dtype
 from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent
 from opspec.errors import OpspecError
 from opspec.grids import axis
@@ -52,6 +53,9 @@ class TorchPtFile(ForeignFile):
         x, y = data["x"], data["y"]
         if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor):
             raise OpspecError(f"{self.path}: 'x' and 'y' must be tensors, got {type(x).__name__} and {type(y).__name__}")
+        for key, t in (("'x'", x), ("'y'", y)):
+            if t.is_complex():
+                check_real_dtype(self.path, key, np.complex64)
         x = x[:, 0] if x.ndim >= 3 and x.shape[1] == 1 else x
         y = y[:, 0] if y.ndim >= 3 and y.shape[1] == 1 else y
         if x.ndim < 2 or y.ndim < x.ndim:

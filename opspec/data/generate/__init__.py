@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from opspec.data.canonical import CanonicalWriter
+from opspec.data.outputs import check_space
 from opspec.data.timesplit import TimeSplit
 from opspec.grids import axis
 
@@ -34,6 +35,12 @@ class _Plan:
     attrs: dict[str, Any]
     batches: Iterator[tuple[np.ndarray, np.ndarray]]
     split_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def sample_bytes(self) -> int:
+        """float32 bytes of one stored sample (a and u): a lower bound for the file's size per sample."""
+        points = int(np.prod([len(c) for c in self.coords.values()]))
+        fields = [len(t) for t in self.split_kwargs.get("extra_coords", {}).values()] or [1, 1]
+        return 4 * points * sum(fields)
 
 
 def _darcy(resolution: int, n: int, seed: int, batch_size: int, progress: bool) -> _Plan:
@@ -145,6 +152,7 @@ def generate_dataset(
     batch_size = DEFAULT_BATCH_SIZE[problem] if batch_size is None else batch_size
     make = {"darcy": _darcy, "burgers": _burgers, "navier_stokes": _navier_stokes}[problem]
     plan = make(resolution, n_train + n_test, seed, batch_size, progress, **given)
+    check_space(out, (n_train + n_test) * plan.sample_bytes())
     attrs = {**plan.attrs, "seed": seed, "n_train": n_train, "n_test": n_test}
     with CanonicalWriter(out, problem=problem, coords=plan.coords, grid=plan.grid, attrs=attrs) as writer:
         writer.add_split("train", n_train, **plan.split_kwargs)
