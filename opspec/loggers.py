@@ -116,6 +116,15 @@ class WandbLogger(RunLogger):
         self.run.finish()
 
 
+def check_logger(kind: str) -> None:
+    """Refuse, in one line, a logger whose package is not installed (before a run folder is created)."""
+    import importlib.util
+
+    module = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(kind)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise OpspecError(f"train.log={kind}: the {module} package is not installed (pip install 'opspec[{module}]')")
+
+
 def build_logger(kind: str, run_dir: str | os.PathLike, config: Mapping[str, Any], config_yaml: str = "",
                  is_main: bool = True, start_step: int = 0) -> RunLogger:
     """The logger `train.log` names; a do-nothing one on every rank but 0. `start_step`: the global
