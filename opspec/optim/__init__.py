@@ -1,7 +1,7 @@
 """The spectral optimizer engine: knows tensors and matrices, nothing about PDEs or models."""
 
 from opspec.optim.apply import lr_scale
-from opspec.optim.build import build_optimizer, parameter_treatment, split_parameters
+from opspec.optim.build import build_optimizer, parameter_groups, split_parameters
 from opspec.optim.layouts import LAYOUTS, fans, from_matrices, infer_layout, matrix_shape, resolve_layout, to_matrices
 from opspec.optim.muon import Muon
 from opspec.optim.options import FAMILY, OPTIMIZERS, check_optimizer_options, options_from_config
@@ -13,6 +13,6 @@ from opspec.optim.step import SpectralOptimizer
 __all__ = [
     "COEFFICIENT_SETS", "FAMILY", "LAYOUTS", "OPTIMIZERS", "POLAR_EXPRESS", "QUINTIC", "Muon", "SpecMuon",
     "SpectralOptimizer", "build_optimizer", "check_optimizer_options", "coefficient_schedule", "fans", "from_matrices",
-    "infer_layout", "lr_scale", "matrix_shape", "options_from_config", "parameter_treatment", "polar", "resolve_layout", "spectral_power",
+    "infer_layout", "lr_scale", "matrix_shape", "options_from_config", "parameter_groups", "polar", "resolve_layout", "spectral_power",
     "split_parameters", "to_matrices",
 ]

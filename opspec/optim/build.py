@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 import torch.distributed as dist
@@ -12,24 +12,37 @@ from opspec.optim.layouts import infer_layout
 from opspec.optim.muon import Muon
 from opspec.optim.options import ADAMW, FAMILY, OPTIMIZERS, optimizer_options, to_keywords
 from opspec.optim.specmuon import SpecMuon
+from opspec.optim.treatment import treat_parameters
 
-__all__ = ["FAMILY", "OPTIMIZERS", "build_optimizer", "parameter_treatment", "split_parameters"]
-
-
-def parameter_treatment(name: str, p: nn.Parameter, min_side: int = 2) -> str:
-    """How the optimizer treats one parameter: "spectral" (a matrix layout exists) or "adamw"
-    (vectors, biases, norms, tiny tensors). The one place that decides; `name` is the parameter's
-    name in the model, for rules that go by structure."""
-    return "spectral" if infer_layout(p, min_side) is not None else "adamw"
+__all__ = ["FAMILY", "OPTIMIZERS", "build_optimizer", "parameter_groups", "split_parameters"]
 
 
-def split_parameters(model: nn.Module, min_side: int = 2) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(matrices, others): the trainable parameters `parameter_treatment` sends to the spectral map, and the rest."""
-    matrices, others = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            (matrices if parameter_treatment(name, p, min_side) == "spectral" else others).append(p)
-    return matrices, others
+def parameter_groups(model: nn.Module, min_side: int = 2, treat: Mapping[str, str] | None = None
+                     ) -> tuple[list[dict[str, Any]], list[nn.Parameter]]:
+    """(spectral groups, AdamW parameters) by each parameter's structure (`treatment.py`, the one place
+    that decides). Parameters whose layout is the shape rule's share one group with layout "auto" (so
+    `optimizer.layout` still applies to them); each other layout (a TT core as "conv", an override)
+    gets a group of its own with that layout."""
+    auto: list[nn.Parameter] = []
+    fixed: dict[str, list[nn.Parameter]] = {}
+    others: list[nn.Parameter] = []
+    for p, t in treat_parameters(model, min_side, treat):
+        if t.layout is None:
+            others.append(p)
+        elif t.layout == infer_layout(p, min_side):
+            auto.append(p)
+        else:
+            fixed.setdefault(t.layout, []).append(p)
+    groups = [{"params": auto, "use_spectral": True}] if auto or not fixed else []
+    groups += [{"params": params, "use_spectral": True, "layout": layout} for layout, params in fixed.items()]
+    return groups, others
+
+
+def split_parameters(model: nn.Module, min_side: int = 2, treat: Mapping[str, str] | None = None
+                     ) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(matrices, others): the trainable parameters `parameter_groups` sends to the spectral map, and the rest."""
+    groups, others = parameter_groups(model, min_side, treat)
+    return [p for g in groups for p in g["params"]], others
 
 
 def build_optimizer(model: nn.Module, name: str, process_group: dist.ProcessGroup | None = None,
@@ -39,8 +52,9 @@ def build_optimizer(model: nn.Module, name: str, process_group: dist.ProcessGrou
     `options` are the optimizer's options by config key (opspec/optim/options.py; None: the default).
     adamw: torch.optim.AdamW (it steps complex parameters through their real view).
     muon, <base>_p<p> (the family; muon = momentum_p0), specmuon: that optimizer on every parameter
-    with a matrix layout (2-D, conv, complex per-mode spectral), AdamW on the rest inside the same
-    object (adamw_lr, adamw_weight_decay, betas, eps). `process_group`: share the spectral maps
+    whose structure makes it matrices (linear and conv weights, dense spectral weights per mode,
+    Tucker factors: `treatment.py`; `treat` overrides by name pattern), AdamW on the rest inside the
+    same object (adamw_lr, adamw_weight_decay, betas, eps). `process_group`: share the spectral maps
     across its ranks.
     """
     if name not in OPTIMIZERS:
@@ -59,8 +73,7 @@ def build_optimizer(model: nn.Module, name: str, process_group: dist.ProcessGrou
     adamw_wd = kwargs.pop("adamw_weight_decay", None)
     if name in FAMILY:
         kwargs["base"], kwargs["power"] = FAMILY[name]
-    matrices, others = split_parameters(model, min_side)
-    groups: list[dict[str, Any]] = [{"params": matrices, "use_spectral": True}]
+    groups, others = parameter_groups(model, min_side, kwargs.pop("treat", None))
     if others:
         groups.append({
             "params": others,

@@ -86,6 +86,13 @@ def _to_dtype(x: Any) -> Any:
     return x
 
 
+def _treat(x: Any) -> str | None:
+    """{pattern: treatment}: the overrides of `treatment.treat_parameters`."""
+    allowed = ("adamw", "shape", *LAYOUT_CHOICES[1:])
+    ok = hasattr(x, "items") and all(isinstance(k, str) and v in allowed for k, v in x.items())
+    return None if ok else f"a mapping of parameter-name patterns to one of {list(allowed)}"
+
+
 POSITIVE = _interval(0.0, math.inf, lo_open=True, hi_open=True)
 NON_NEGATIVE = _interval(0.0, math.inf, hi_open=True)
 FRACTION = _interval(0.0, 1.0, hi_open=True)  # [0, 1): momenta and EMA factors
@@ -142,6 +149,8 @@ ADAMW_PART = (
     Option("adamw_lr", Optional[float], None, "lr of the AdamW part; None: lr", POSITIVE),
     Option("adamw_weight_decay", Optional[float], None, "weight decay of the AdamW part; None: weight_decay", NON_NEGATIVE),
     Option("min_side", int, 2, "a matrix with a shorter side goes to the AdamW part", _integer(1)),
+    Option("treat", Optional[dict[str, str]], None, "treatment by parameter-name pattern (fnmatch), first match wins: "
+           "adamw | shape (the rule by shape) | a layout; e.g. {'*.core': adamw} (optim/treatment.py)", _treat),
 )
 
 MUON_OWN = (

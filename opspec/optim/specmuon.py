@@ -150,7 +150,11 @@ class SpecMuon(SpectralOptimizer):
     def begin(self, closure: Callable[[], Tensor] | None) -> tuple[Tensor, float]:
         """The loss from the closure (required) and the step's loss energy E."""
         if closure is None:
-            raise ValueError("SpecMuon.step needs the loss: call optimizer.step(closure) with a closure that returns it")
+            raise ValueError(
+                "SpecMuon.step needs the loss: call optimizer.step(closure) with a closure that returns it, or, "
+                "after loss.backward(), optimizer.step(lambda: loss); a loop that calls step() with no arguments "
+                "(neuralop's Trainer) cannot pass it, so use muon there"
+            )
         with torch.enable_grad():
             loss = closure()
         value = float(loss.detach()) if isinstance(loss, Tensor) else float(loss)

@@ -73,7 +73,7 @@ def _mro_names(module: nn.Module) -> set[str]:
 def _structural(local: str, p: Tensor, owner: nn.Module, parent: nn.Module | None, kinds: dict[str, tuple[type, ...]]) -> tuple[str | None, str] | None:
     """(layout or None for AdamW, what it is) from the owning module, or None when the owner is not recognized."""
     if sum(size > 1 for size in p.shape) <= 1:
-        return None, "vector (bias, scale, gate or weights; singleton axes broadcast)"
+        return None, "vector (bias, scale or gate; singleton axes broadcast)"
     if isinstance(owner, nn.Linear) and local == "weight":
         return "matrix", "linear weight (out × in)"
     if isinstance(owner, nn.modules.conv._ConvNd) and local == "weight":

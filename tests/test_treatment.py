@@ -1,0 +1,158 @@
+"""Each parameter's treatment comes from its structure (optim/treatment.py), not from its shape."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from opspec.config import load_config
+from opspec.errors import OpspecError
+from opspec.models import DeepONet, build_model
+from opspec.optim import build_optimizer, infer_layout
+from opspec.optim.build import parameter_groups
+from opspec.optim.treatment import treat_parameters
+
+SMALL = ["model.hidden_channels=6", "model.n_layers=2", "model.n_modes=[4,4]"]
+
+
+def _model(*overrides: str) -> nn.Module:
+    torch.manual_seed(0)
+    return build_model(load_config(overrides=[*SMALL, *overrides]).model, 1, 1, 2)
+
+
+def _treatments(model: nn.Module, **kwargs) -> dict[str, tuple[str | None, str]]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an unrecognized parameter would warn: none may
+        return {t.name: (t.layout, t.what) for _, t in treat_parameters(model, **kwargs)}
+
+
+def test_dense_fno_is_treated_as_before_and_grouped_as_before():
+    """The default model: every layout equals the old shape rule's, in one 'auto' group (old checkpoints load)."""
+    model = _model()
+    params = dict(model.named_parameters())
+    for name, (layout, _) in _treatments(model).items():
+        assert layout == infer_layout(params[name]), name
+    assert _treatments(model)["fno_blocks.convs.0.weight.tensor"][0] == "per_mode"
+    groups, others = parameter_groups(model)
+    assert len(groups) == 1 and "layout" not in groups[0] and others
+    opt = build_optimizer(model, "muon")
+    assert [g["use_spectral"] for g in opt.param_groups] == [True, False]
+
+
+def test_tucker_factors_are_matrices_and_the_core_goes_to_adamw():
+    model = _model("model.name=tfno", "model.options.rank=0.42")
+    t = _treatments(model)
+    assert t["fno_blocks.convs.0.weight.core"][0] is None and "Tucker core" in t["fno_blocks.convs.0.weight.core"][1]
+    for k in range(4):
+        assert t[f"fno_blocks.convs.1.weight.factors.factor_{k}"] == ("matrix", "Tucker factor (n_k × r_k)")
+    # the old shape rule took the (r_in, r_out, r_m1, r_m2) core as per-mode matrices: the bug this fixes
+    core = dict(model.named_parameters())["fno_blocks.convs.0.weight.core"]
+    assert infer_layout(core) == "per_mode"
+
+
+def test_cp_and_tt_parts_go_to_adamw_and_separable_spectral_weights_too():
+    cp = _treatments(_model("model.name=tfno", "model.options.factorization=cp"))
+    assert {v for k, v in cp.items() if ".convs.0.weight." in k} == {
+        (None, "CP factor (n_k × R)"), (None, "vector (bias, scale or gate; singleton axes broadcast)")}
+    tt = _treatments(_model("model.name=tfno", "model.options.factorization=tt"))
+    parts = [v for k, v in tt.items() if ".convs.0.weight." in k]
+    assert all(layout is None for layout, _ in parts) and sum(what.startswith("TT core") for _, what in parts) >= 2
+    separable = _treatments(_model("model.options.separable=true"))
+    assert separable["fno_blocks.convs.0.weight.tensor"][0] is None  # (C, m1, m2): a scale per channel and mode
+
+
+@pytest.mark.parametrize("overrides", [
+    ["model.name=fno", "model.options.norm=group_norm", "model.options.fno_skip=soft-gating"],
+    ["model.name=tfno", "model.options.rank=0.42"],
+    ["model.name=tfno", "model.options.factorization=cp"],
+    ["model.name=tfno", "model.options.factorization=tt"],
+    ["model.name=uno"],
+    ["model.name=codano", "model.options.use_positional_encoding=true", "model.options.variable_ids=[a]",
+     "model.options.positional_encoding_modes=[4,4]", "model.options.enable_cls_token=true"],
+])
+def test_every_parameter_of_every_model_is_recognized(overrides):
+    """No parameter of any offered model falls through to 'unrecognized' (that would warn)."""
+    model = _model(*overrides)
+    t = _treatments(model)
+    assert len(t) == len(list(model.parameters()))
+    assert all(what != "unrecognized" for _, what in t.values())
+
+
+def test_deeponet_weights_are_matrices():
+    model = DeepONet(1, 1, 1, sensors=8, branch_width=16, trunk_width=16, depth=2, basis=4)
+    t = _treatments(model)
+    assert t["branch.0.weight"] == ("matrix", "linear weight (out × in)")
+    assert t["trunk.0.weight"][0] is None  # (16 × 1): shorter than min_side
+    assert t["bias"][0] is None
+    assert sum(layout == "matrix" for layout, _ in t.values()) == 5
+
+
+def test_an_unrecognized_matrix_goes_to_adamw_with_a_warning_naming_it():
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.kernel = nn.Parameter(torch.randn(5, 4))
+            self.lin = nn.Linear(4, 3)
+
+    with pytest.warns(UserWarning, match=r"^kernel \(shape \(5, 4\), owned by Odd\): no known structure"):
+        t = {t.name: t for _, t in treat_parameters(Odd())}
+    assert t["kernel"].layout is None and t["lin.weight"].layout == "matrix"
+
+
+def test_overrides_by_name_pattern_first_match_wins():
+    model = _model("model.name=tfno", "model.options.rank=0.42")
+    t = _treatments(model, overrides={"*.convs.0.weight.core": "flatten", "*.core": "shape", "*factor_3": "adamw"})
+    assert t["fno_blocks.convs.0.weight.core"][0] == "flatten"
+    assert t["fno_blocks.convs.1.weight.core"][0] == "per_mode"
+    assert t["fno_blocks.convs.1.weight.factors.factor_3"][0] is None
+    groups, _ = parameter_groups(model, treat={"*.core": "flatten"})
+    flat = [g for g in groups if g.get("layout") == "flatten"]
+    assert len(flat) == 1 and len(flat[0]["params"]) == 2
+
+
+def test_core_under_adamw_steps_exactly_as_torch_adamw():
+    """The AdamW part's step on the Tucker core is torch's AdamW with the AdamW part's lr (an independent reference)."""
+    model = _model("model.name=tfno", "model.options.rank=0.42")
+    core = model.fno_blocks.convs[0].weight.core
+    ref = nn.Parameter(core.detach().clone())
+    opt = build_optimizer(model, "muon", lr=0.02, adamw_lr=1e-3, weight_decay=0.1)
+    torch_opt = torch.optim.AdamW([ref], lr=1e-3, weight_decay=0.1)
+    for step in range(3):
+        g = torch.randn(core.shape, dtype=core.dtype, generator=torch.Generator().manual_seed(step))
+        opt.zero_grad()
+        core.grad = g.clone()
+        ref.grad = g.clone()
+        opt.step()
+        torch_opt.step()
+    torch.testing.assert_close(core.detach(), ref.detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("treat, message", [
+    ({"*.cor": "adamw"}, r"pattern '\*\.cor' matches no trainable parameter"),
+    ({"*.core": "orthogonal"}, r"treat\['\*\.core'\]='orthogonal': expected one of"),
+    ({"*factor_0": "per_mode"}, r"has no 'per_mode' layout"),
+])
+def test_bad_overrides_are_one_line_errors(treat, message):
+    model = _model("model.name=tfno", "model.options.rank=0.42")
+    with pytest.raises(ValueError, match=message) as err:
+        build_optimizer(model, "muon", treat=treat)
+    assert "\n" not in str(err.value)
+
+
+def test_treat_in_a_config_is_checked():
+    cfg = load_config(overrides=['optimizer.treat={"*.core": flatten}'])
+    assert dict(cfg.optimizer.treat) == {"*.core": "flatten"}
+    with pytest.raises(OpspecError, match=r"optimizer\.treat"):
+        load_config(overrides=['optimizer.treat={"*.core": sideways}'])
+
+
+def test_optim_never_imports_models_or_data():
+    code = ("import sys, opspec.optim, opspec.optim.treatment, opspec.optim.describe; "
+            "print(sorted(m for m in sys.modules if m.startswith(('opspec.models', 'opspec.data', 'opspec.config'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "[]"
