@@ -14,9 +14,11 @@ there and `spectral_eps` in a config, since a config's `eps` is AdamW's).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
 from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Optional
+
+import torch
 
 from opspec.optim.directions import BASES as BASE_DIRECTIONS
 
@@ -73,7 +75,6 @@ def _coefficients(x: Any) -> str | None:
 def _compute_dtype(x: Any) -> str | None:
     if x is None or x in COMPUTE_DTYPES:
         return None
-    import torch  # a torch.dtype passed to a constructor
     return None if isinstance(x, torch.dtype) and x in (torch.float32, torch.float64, torch.bfloat16, torch.float16) \
         else f"one of {list(COMPUTE_DTYPES)}"
 
@@ -81,7 +82,6 @@ def _compute_dtype(x: Any) -> str | None:
 def _to_dtype(x: Any) -> Any:
     """A config's compute dtype name as the constructor's: "auto" → None, "float32" → torch.float32."""
     if isinstance(x, str):
-        import torch
         return None if x == "auto" else getattr(torch, x)
     return x
 
@@ -303,8 +303,3 @@ def config_choices() -> dict[str, tuple[Any, ...]]:
     table = {"optimizer.name": OPTIMIZERS}
     table.update({f"optimizer.{key}": options[0].choices for key, options in _all_options().items() if options[0].choices})
     return table
-
-
-def config_docs() -> dict[str, str]:
-    """key → one-line doc of every config key (the schema's documentation)."""
-    return {key: options[0].doc for key, options in _all_options().items()}
