@@ -1,0 +1,161 @@
+"""What the optimizer does with each parameter: one row per parameter, and the totals.
+
+    python -m opspec.optim.describe [--config FILE] [key=value ...]
+
+builds the configured model (as `python -m opspec.train` would, without its data) and the configured
+optimizer, and prints, per parameter: name, shape, dtype, treatment (a matrix layout, or AdamW),
+matrices per step, matrix shape, LR scale (the shape rule's factor), the step's learning rate, and
+what the parameter is (`treatment.py`). `describe(model, name, **options)` does the same for any
+`nn.Module`: the rows are read off the optimizer that `build_optimizer` returns, so they are what
+the optimizer will do, not a second guess of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+from opspec.optim.apply import lr_scale
+from opspec.optim.build import build_optimizer
+from opspec.optim.layouts import fans, matrix_shape, resolve_layout
+from opspec.optim.treatment import treat_parameters
+
+
+@dataclass(frozen=True)
+class Row:
+    """One parameter's treatment; `layout` None is AdamW (then matrices = 0 and scale = 1)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: torch.dtype
+    layout: str | None
+    matrices: int
+    rows: int
+    cols: int
+    scale: float
+    lr: float
+    what: str
+
+    @property
+    def treatment(self) -> str:
+        return self.layout or "adamw"
+
+
+def describe(model: nn.Module, name: str = "muon", **options: Any) -> list[Row]:
+    """One `Row` per trainable parameter of `model` under `build_optimizer(model, name, **options)`."""
+    optimizer = build_optimizer(model, name, **options)
+    what = {id(p): t.what for p, t in treat_parameters(model, options.get("min_side") or 2, options.get("treat"), warn=False)}
+    group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
+    rows = []
+    for pname, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        group = group_of[id(p)]
+        shape = tuple(p.shape)
+        if name == "adamw" or not group.get("use_spectral", False):
+            rows.append(Row(pname, shape, p.dtype, None, 0, 0, 0, 1.0, group["lr"], what.get(id(p), "")))
+            continue
+        layout = resolve_layout(p, group["layout"])
+        batch, r, c = matrix_shape(shape, layout)
+        scale = lr_scale(*fans(r, c, layout), group["adjust_lr"])
+        rows.append(Row(pname, shape, p.dtype, layout, batch, r, c, scale, group["lr"] * scale, what.get(id(p), "")))
+    return rows
+
+
+def _dtype(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def format_rows(rows: Sequence[Row]) -> str:
+    """The rows as an aligned text table, then the totals (parameters, elements, matrices per step by treatment)."""
+    header = ("parameter", "shape", "dtype", "treatment", "matrices", "matrix", "lr scale", "lr", "what")
+    table = [header]
+    for r in rows:
+        matrix = f"{r.rows}×{r.cols}" if r.layout else "-"
+        table.append((r.name, "×".join(map(str, r.shape)) or "scalar", _dtype(r.dtype), r.treatment,
+                      str(r.matrices) if r.layout else "-", matrix, f"{r.scale:.3g}" if r.layout else "-",
+                      f"{r.lr:.3g}", r.what))
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    by_treatment: Counter[str] = Counter()
+    elements: Counter[str] = Counter()
+    for r in rows:
+        by_treatment[r.treatment] += 1
+        elements[r.treatment] += math.prod(r.shape)
+    spectral = [r for r in rows if r.layout]
+    shapes = {(r.rows, r.cols, r.dtype) for r in spectral}
+    lines.append("")
+    lines.append(
+        f"total: {len(rows)} parameters, {sum(elements.values()):,} elements; "
+        f"{sum(r.matrices for r in spectral):,} matrices per step in {len(shapes)} shape groups"
+    )
+    for treatment in sorted(by_treatment):
+        lines.append(f"  {treatment}: {by_treatment[treatment]} parameters, {elements[treatment]:,} elements")
+    return "\n".join(lines)
+
+
+# Channels and spatial dimensions of each problem's data when no data file is at hand (the generators').
+PROBLEM_SHAPES = {"darcy": (1, 1, 2), "burgers": (1, 1, 1)}
+
+
+def _data_shapes(cfg: Any) -> tuple[int, int, int, str]:
+    """(in_channels, out_channels, n_space, grid) of the configured data: from its file when present, else the problem's."""
+    from pathlib import Path
+
+    path = Path(cfg.data.path)
+    if path.is_file():
+        from opspec.data.canonical import CanonicalFile  # the CLI's edge: this module's functions never reach data
+
+        with CanonicalFile(path) as file:
+            split, n_space = file.splits[0], len(file.space_dims)
+            channels = [math.prod(file.shapes[split][var][1:-n_space]) for var in ("a", "u")]
+            return channels[0], channels[1], n_space, file.grid
+    if cfg.data.problem == "navier_stokes":
+        return int(cfg.data.t_in or 10), int(cfg.data.t_out or 10), 2, "periodic"
+    c_in, c_out, n_space = PROBLEM_SHAPES[cfg.data.problem]
+    return c_in, c_out, n_space, "periodic" if cfg.data.problem == "burgers" else "nodal"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m opspec.optim.describe",
+        description="One row per parameter of the configured model: shape, dtype, the optimizer's treatment "
+                    "(layout, matrices per step, matrix shape, LR scale) and totals.",
+    )
+    parser.add_argument("--config", help="YAML config (default: the schema's defaults, i.e. configs/darcy_fno.yaml)")
+    parser.add_argument("overrides", nargs="*", help="dotted overrides, e.g. model.name=tfno model.options.rank=0.42")
+    args = parser.parse_args(argv)
+    # The CLI builds the configured model: it alone reaches up to config and models (imported here, not
+    # at the top), so `import opspec.optim` never loads them.
+    from opspec.config import load_config, to_container
+    from opspec.errors import OpspecError
+    from opspec.models import build_model
+    from opspec.optim.options import options_from_config
+
+    try:
+        cfg = load_config(args.config, args.overrides)
+        c_in, c_out, n_space, grid = _data_shapes(cfg)
+        model = build_model(cfg.model, c_in, c_out, n_space, grid)
+        rows = describe(model, cfg.optimizer.name, **options_from_config(cfg.optimizer.name, to_container(cfg.optimizer)))
+    except OpspecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ValueError as err:  # an optimizer option out of range, a treat pattern that matches nothing
+        err = OpspecError(f"optimizer: {err}")
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"model {cfg.model.name} ({c_in} → {c_out} channels, {n_space}-D), optimizer {cfg.optimizer.name}")
+    print(format_rows(rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
