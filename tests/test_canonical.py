@@ -362,3 +362,28 @@ def test_a_disk_filled_by_someone_else_stops_the_writer_before_hdf5_fails(tmp_pa
     line = _cli_error(capsys, [*GENERATE, "--batch-size", "2", "--out", str(tmp_path / "g.h5")])
     assert "g.h5: cannot write (no space left on device: 1.0 MiB of room left" in line and len(calls) >= 2
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sigterm_during_generate_leaves_no_temp_file(tmp_path):
+    """`timeout`, Slurm and docker stop a job with SIGTERM: the temp file being written goes with it."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "opspec.data", "generate", "darcy", "--resolution", "33",
+                             "--n-train", "5000", "--n-test", "1", "--batch-size", "1", "--out", str(tmp_path / "g.h5")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(tmp_path.glob(".g.h5.*.tmp")):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-500:]
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == -signal.SIGTERM
+    assert list(tmp_path.iterdir()) == []
