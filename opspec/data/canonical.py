@@ -124,15 +124,16 @@ class CanonicalWriter:
         _install_write_failure_hook()
         _WRITERS[str(self._tmp)] = self
 
-    def _unwatch(self) -> None:
-        """Stop recording; HDF5 handles freed later that still fail on this temp file stay silent."""
+    def _unwatch(self, failed: bool) -> None:
+        """Stop recording; after a failure, HDF5 handles freed later that still fail on this temp file stay silent."""
         _WRITERS.pop(str(self._tmp), None)
-        _FAILED_TEMPS.add(str(self._tmp))
+        if failed:
+            _FAILED_TEMPS.add(str(self._tmp))
 
     def _fail(self, err: BaseException) -> None:
         """Remove the temp file and raise: write failures as one OpspecError naming the output, others as they are."""
         self._close_quietly(failed=True)
-        self._unwatch()
+        self._unwatch(failed=True)
         self._atomic.__exit__(type(err), err, err.__traceback__)
         if is_write_failure(err):
             raise OpspecError(f"{self.path}: cannot write ({os_reason(err)})") from None
@@ -256,8 +257,8 @@ class CanonicalWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self._file is not None
         close_error = self._close_quietly(failed=exc_type is not None or self._failure is not None)
-        self._unwatch()
         failure = self._failure or close_error
+        self._unwatch(failed=exc_type is not None or failure is not None)
         if exc_type is None and failure is not None:
             exc_type, exc, tb = type(failure), failure, failure.__traceback__
         if exc_type is None:
