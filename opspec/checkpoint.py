@@ -13,6 +13,7 @@ back into agreement after a crash at any point (it runs on every resume).
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -143,7 +144,11 @@ def atomic_save(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     """torch.save to a temp file in the same folder, fsync, then rename: a crash leaves the old file whole."""
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
-            torch.save(payload, fh)
+            try:
+                torch.save(payload, fh)
+            except RuntimeError as err:  # torch's zip writer reports a failed write (disk full, file too large) so
+                raise OSError(errno.EIO, f"writing the checkpoint failed, is the disk full? ({str(err).strip()[:120]})",
+                              str(path)) from None
     return Path(path)
 
 

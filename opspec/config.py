@@ -167,6 +167,8 @@ def _validate(cfg: DictConfig) -> None:
     for key in positive:
         _check_number(cfg, key, lambda x: x >= 1, "an integer >= 1")
     _check_number(cfg, "train.num_workers", lambda x: x >= 0, "an integer >= 0")
+    for key in ("seed", "data.seed"):
+        _check_number(cfg, key, lambda x: 0 <= x < 2**32, "an integer in [0, 2**32) (numpy's seed range)")
     _check_number(cfg, "train.gamma", lambda x: x > 0, "a finite number > 0 (the factor of each step of scheduler=step)")
     _check_number(cfg, "train.dist_timeout_s", lambda x: x > 0, "seconds > 0")
     _check_number(cfg, "train.grad_clip", lambda x: x > 0, "a gradient norm > 0 (or null: no clipping)")

@@ -21,7 +21,7 @@ from opspec.config import load_config
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.distributed import Ranks, all_gather_lists, shard_range
 from opspec.errors import OpspecError, cli_main
-from opspec.fileio import atomic_path, atomic_write_json
+from opspec.fileio import atomic_path, atomic_write_json, unwritable
 from opspec.metrics import relative_l2
 
 __all__ = ["check_finite", "evaluate_model", "format_table", "main", "model_from_checkpoint", "plot_samples", "summary_json"]
@@ -153,6 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if value < 1:
             raise OpspecError(f"{name} {value}: expected an integer >= 1")
     payload = load_checkpoint(args.checkpoint)
+    folder = Path(payload["path"]).parent
+    json_path = Path(args.json) if args.json else folder / "eval.json"
+    plot_path = Path(args.plot) if args.plot else folder / "eval.png"
+    for path in (json_path, plot_path):  # before any work, so that nothing is half written
+        problem = unwritable(path)
+        if problem:
+            raise OpspecError(problem)
     net = model_from_checkpoint(payload)
     cfg = load_config(base=payload["config"])
     file = CanonicalFile(args.data or cfg.data.path)
@@ -175,12 +182,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     check_finite(results, file)
     print(f"{payload['path']} (epoch {payload.get('epoch')}) on {file.path}, test split")
     print(format_table(results, cfg.data.train_resolution))
-    folder = Path(payload["path"]).parent
-    json_path = Path(args.json) if args.json else folder / "eval.json"
-    plot_path = Path(args.plot) if args.plot else folder / "eval.png"
-    for path in (json_path, plot_path):
-        if path.is_dir():
-            raise OpspecError(f"{path}: is a folder, expected a file path")
     try:
         atomic_write_json(json_path, summary_json(results))
         plot = plot_samples(net, file, max(resolutions), plot_path, args.samples)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import tempfile
@@ -40,8 +41,14 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def temp_prefix(path: str | os.PathLike) -> str:
+    """The name prefix of this process's temp files (or folders) for `path`: `.NAME.<pid>@<host>.`;
+    with the suffix ".tmp" (e.g. `tempfile.mkdtemp(prefix=..., suffix=".tmp")`) `remove_stale_temps` knows them."""
+    return f".{Path(path).name}.{os.getpid()}@{_HOST}."
+
+
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
-    """Remove the temp files of `path` (`.NAME.<pid>@<host>.*.tmp`) left by dead processes on this host.
+    """Remove the temp files and folders of `path` (`.NAME.<pid>@<host>.*.tmp`) left by dead processes on this host.
 
     Temps of live processes, of other hosts, and names without a pid are left alone. Returns what was removed.
     """
@@ -60,7 +67,10 @@ def remove_stale_temps(path: str | os.PathLike) -> list[Path]:
         if pid == os.getpid() or _pid_alive(pid):
             continue
         try:
-            candidate.unlink()
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate)
+            else:
+                candidate.unlink()
             removed.append(candidate)
         except OSError:
             pass
@@ -82,7 +92,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}@{_HOST}.", suffix=".tmp", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(name)
     with _lock:
@@ -98,6 +108,26 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             _live_temps.pop(tmp, None)
         if tmp.exists():
             tmp.unlink()
+
+
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why `path` could not be written (its folder is a file, or not writable), or None if it can be tried.
+
+    Checks the nearest existing ancestor, so a folder to be created counts as writable where its parent is.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return f"{path}: is a folder, expected a file path"
+    folder = path.parent
+    while not folder.exists():
+        if folder.is_symlink() or folder == folder.parent:
+            break
+        folder = folder.parent
+    if folder.exists() and not folder.is_dir():
+        return f"{path}: cannot write under {folder}, which is a file, not a folder"
+    if folder.exists() and not os.access(folder, os.W_OK | os.X_OK):
+        return f"{path}: cannot write in {folder} (permission denied)"
+    return None
 
 
 def live_temps() -> list[Path]:

@@ -19,7 +19,6 @@ import os
 import random
 import sys
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -43,6 +42,7 @@ from opspec.models import NormalizedOperator, build_model
 from opspec.optim import build_optimizer, options_from_config
 from opspec.plots import plot_curves
 from opspec.runtime import keep_freed_memory
+from opspec.schedule import build_scheduler
 
 
 def resolve_device(name: str) -> torch.device:
@@ -93,15 +93,6 @@ def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,
         return build_optimizer(model, cfg.name, process_group=process_group, **options)
     except ValueError as err:  # an option out of range: one line naming it
         raise OpspecError(f"optimizer: {err}") from None
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: DictConfig) -> torch.optim.lr_scheduler.LRScheduler:
-    """Per-epoch schedule: cosine to zero over the run, step halving, or constant."""
-    if cfg.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-    if cfg.scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size, gamma=cfg.gamma)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
 def seed_everything(seed: int) -> None:
@@ -169,14 +160,14 @@ class DivergedError(OpspecError):
     """A non-finite loss, gradient or test error: the run stops, keeping its last good checkpoint."""
 
 
-def _why_not_finite(a: torch.Tensor, u: torch.Tensor, lr: float) -> str:
+def _why_not_finite(a: torch.Tensor, u: torch.Tensor, base_lr: float, lr: float) -> str:
     """The likely cause of a non-finite loss on the batch (a, u)."""
     if not (torch.isfinite(a).all() and torch.isfinite(u).all()):
         return "the batch holds NaN or Inf in the data"
     zero = (u.flatten(1).norm(dim=1) == 0).nonzero().flatten().tolist()
     if zero:
         return f"{len(zero)} sample(s) of the batch have an all-zero target u, whose relative L2 is 0/0, undefined"
-    return f"the weights diverged: optimizer.lr={lr:g} is likely too large"
+    return f"the weights diverged: optimizer.lr={base_lr:g} is likely too large (the LR of this step was {lr:g})"
 
 
 EpochCallback = Callable[["Trainer", dict[str, Any]], None]
@@ -245,7 +236,8 @@ class Trainer:
 
     def _init_optimizer_and_schedule(self) -> None:
         self.optimizer = optimizer_from_config(self.net.model, self.cfg.optimizer, self.ranks.group)
-        self.scheduler = build_scheduler(self.optimizer, self.cfg.train)
+        self.steps_per_epoch = math.ceil(len(self.train_data) / self.cfg.train.batch_size)
+        self.scheduler = build_scheduler(self.optimizer, self.cfg.train, self.steps_per_epoch)  # stepped per step
         self.epoch = 0
         self.best, self.best_epoch = math.inf, 0
 
@@ -309,26 +301,20 @@ class Trainer:
             if key in saved and (saved[key].shape != mine.shape or not torch.allclose(saved[key], mine, rtol=1e-5, atol=1e-7)):
                 raise OpspecError(f"data.path={cfg.data.path}: its training split is not the one {self.run_dir} was "
                                   "trained on (the fitted normalizers differ); expected the run's data file")
-        fresh_lrs = [group["lr"] for group in self.optimizer.param_groups]
+        base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]  # this config's, before the load
         epoch = int(resume["epoch"])
-        rebuild = "optimizer.lr" in changes or ("train.epochs" in changes and cfg.train.scheduler == "cosine")
-        restore_training_state(resume, self.net, self.optimizer, None if rebuild else self.scheduler)
+        restore_training_state(resume, self.net, self.optimizer, None)
         self.epoch = epoch
-        if rebuild:
-            for group, lr in zip(self.optimizer.param_groups, fresh_lrs):
-                group["lr"] = group["initial_lr"] = lr
-            self.scheduler = build_scheduler(self.optimizer, cfg.train)
-            with warnings.catch_warnings():  # stepping the schedule to the epoch the run stands at, without training
-                warnings.simplefilter("ignore")
-                for _ in range(epoch):
-                    self.scheduler.step()
-        said = ", ".join(f"{k} {before} → {after}" for k, (before, after) in changes.items())
-        if rebuild:
-            self.notes.append(f"{said}: the {cfg.train.scheduler} schedule is rebuilt as a run of {cfg.train.epochs} epochs "
-                              f"at lr {cfg.optimizer.lr:g} has it; epoch {epoch + 1} runs at lr "
+        # The schedule is a closed form of (step, config): rebuilt at the epoch the run stands at, with the
+        # config's base LRs, it continues an unchanged run exactly and honours train.epochs / optimizer.lr.
+        for group, lr in zip(self.optimizer.param_groups, base_lrs):
+            group["initial_lr"] = lr
+        self.scheduler = build_scheduler(self.optimizer, cfg.train, self.steps_per_epoch, start_epoch=epoch)
+        if changes:
+            said = ", ".join(f"{k} {before} → {after}" for k, (before, after) in changes.items())
+            self.notes.append(f"{said}: the LR schedule ({cfg.train.scheduler}) is rebuilt as a run of {cfg.train.epochs} "
+                              f"epochs at lr {cfg.optimizer.lr:g} has it; epoch {epoch + 1} starts at lr "
                               f"{self.optimizer.param_groups[0]['lr']:.4g}")
-        elif changes:
-            self.notes.append(f"{said}: the {cfg.train.scheduler} schedule does not depend on the length; it continues")
 
         def repair() -> tuple[float, int, list[str]]:
             self.lock = self._lock(self.run_dir)
@@ -395,18 +381,20 @@ class Trainer:
                 loss = self.loss(a, u, n_global, weight)
                 loss.backward()
                 loss = all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
-                if not torch.isfinite(loss):  # the same value on every rank: all stop together
-                    raise self._stop(epoch, step, f"the training loss is {loss.item()}", _why_not_finite(a, u, lr))
-                if not self._grads_finite():
-                    raise self._stop(epoch, step, "a gradient is not finite", _why_not_finite(a, u, lr))
+                bad = None if torch.isfinite(loss) else f"the training loss is {loss.item()}"  # the same on every rank
+                if bad is None and not self._grads_finite():
+                    bad = "a gradient is not finite"
+                if bad is not None:
+                    why = _why_not_finite(a, u, cfg.optimizer.lr, self.optimizer.param_groups[0]["lr"])
+                    raise self._stop(epoch, step, bad, why)
                 return loss
 
             loss = self.optimizer.step(closure)
+            self.scheduler.step()
             total += loss.detach().double().cpu() * n_global
             count += n_global
             bar.update(1)
         seconds = time.perf_counter() - start
-        self.scheduler.step()
         return {"train_loss": float(total) / count, "lr": lr, "epoch_seconds": seconds, "samples_per_second": count / seconds}
 
     def checkpoint(self, record: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -424,7 +412,7 @@ class Trainer:
     def fit(self) -> list[dict[str, Any]]:
         cfg = self.cfg
         epochs = cfg.train.epochs
-        steps = math.ceil(len(self.train_data) / cfg.train.batch_size)
+        steps = self.steps_per_epoch
         history = []
         main = self.ranks.is_main
         bar = tqdm(total=epochs * steps, initial=self.epoch * steps, desc="train", unit="step",
@@ -438,7 +426,7 @@ class Trainer:
                     check_finite(test, self.file)
                 except OpspecError as err:
                     raise self._stop(epoch, steps, "the test error is not finite", str(err)) from None
-                record["test_rel_l2"] = test[cfg.data.train_resolution]["rel_l2_mean"]
+                record["test_rel_l2"] = test[self.file.label(cfg.data.train_resolution)]["rel_l2_mean"]
                 self.epoch = epoch
                 improved = record["test_rel_l2"] < self.best
                 if improved:
@@ -509,7 +497,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         trainer.close()
     say(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
-    say(format_table(results, cfg.data.train_resolution))
+    say(format_table(results, trainer.file.label(cfg.data.train_resolution)))
     say(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")
     return 0
 
