@@ -70,9 +70,12 @@ def make_payload(
     net: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
+    **extra: Any,
 ) -> dict[str, Any]:
-    """The checkpoint of a run after `epoch`: everything an exact resume and a rebuild of the model need."""
+    """The checkpoint of a run after `epoch`: everything an exact resume and a rebuild of the model need
+    (`extra`: more state of the trainer's parts, e.g. a gradient scaler's, under its own key)."""
     return {
+        **extra,
         "version": CHECKPOINT_VERSION,
         "config": config,
         "meta": meta,

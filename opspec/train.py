@@ -192,6 +192,8 @@ class Trainer:
         self.callbacks = list(callbacks)
         self.notes: list[str] = []  # what a resume honoured or repaired (the CLI prints them)
         self.lock: FolderLock | None = None
+        self.created_dir = False  # this trainer made its run folder (discard() may remove it)
+        self._created_root: Path | None = None  # the highest folder made for it
         changes = resume_changes(resume["config"], cfg, int(resume["epoch"]), resume["path"]) if resume else {}
         self._init_ranks_and_device()
         self._init_data()
@@ -265,6 +267,8 @@ class Trainer:
         def claim() -> str:
             candidates = [Path(run_dir)] if run_dir is not None else run_dir_candidates(self.cfg.out_dir, self.cfg.run_name)
             for candidate in candidates:
+                self.created_dir = not candidate.exists()
+                self._created_root = next((p for p in reversed([candidate, *candidate.parents]) if not p.exists()), None)
                 try:
                     candidate.mkdir(parents=True, exist_ok=True)
                 except OSError as err:
@@ -285,8 +289,12 @@ class Trainer:
         if self.ranks.is_main:
             for name in RUN_OUTPUTS:
                 remove_stale_temps(self.run_dir / name)
-            atomic_write_text(self.metrics_path, "")
-            atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
+            try:
+                atomic_write_text(self.metrics_path, "")
+                atomic_write_text(self.run_dir / "config.yaml", to_yaml(self.cfg))
+            except OSError as err:
+                removed = self.discard()
+                raise OpspecError(f"{os_error_line(err)}" + ("; the run folder is removed" if removed else "")) from None
 
     def _restore(self, resume: dict[str, Any], run_dir: str | os.PathLike | None, changes: dict[str, tuple[Any, Any]]) -> None:
         """Continue a run from its checkpoint: states, schedule (rebuilt if an override asks), run folder repaired."""
@@ -348,6 +356,26 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+    def discard(self) -> bool:
+        """Remove the run folder of a new run that finished no epoch (it holds nothing to resume): a run
+        that cannot start leaves no folder behind. True if it was removed."""
+        if not (self.created_dir and self.epoch == 0 and self.ranks.is_main and self.lock is not None):
+            return False
+        for name in ("metrics.jsonl", "config.yaml"):
+            (self.run_dir / name).unlink(missing_ok=True)
+        for name in RUN_OUTPUTS:
+            remove_stale_temps(self.run_dir / name)
+        if {p.name for p in self.run_dir.iterdir()} != {".lock"}:
+            return False
+        (self.run_dir / ".lock").unlink()
+        self.close()
+        self.run_dir.rmdir()
+        folder = self.run_dir.parent  # and the folders made for it (out_dir), when left empty
+        while self._created_root is not None and self._created_root in (folder, *folder.parents) and not any(folder.iterdir()):
+            folder.rmdir()
+            folder = folder.parent
+        return True
 
     def loss(self, a: torch.Tensor, u: torch.Tensor, n_global: int | None = None, weight: float = 1.0) -> torch.Tensor:
         """The FNO paper's training loss, the mean relative L2 of the decoded prediction, as this rank's
@@ -480,8 +508,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      cfg.train.eval_batch_size, trainer.device, ranks=ranks)
             check_finite(results, trainer.file)
         except OSError as err:  # the disk filled up or the folder became read-only while training
+            if trainer.discard():
+                raise OpspecError(f"{os_error_line(err)}; the run finished no epoch, so its folder is removed") from None
             raise OpspecError(f"{os_error_line(err)}; the last complete checkpoint is in {trainer.run_dir}: "
                               f"continue with --resume {trainer.run_dir}") from None
+        except DivergedError as err:
+            if trainer.discard():
+                raise DivergedError(f"{err}; its run folder is removed") from None
+            raise
         except RuntimeError as err:  # a collective failed: another rank died, or waited past train.dist_timeout_s
             if not ranks.enabled:
                 raise
