@@ -11,6 +11,7 @@ import math
 import os
 from dataclasses import dataclass, field, make_dataclass
 from pathlib import Path
+import re
 from typing import Any, Optional, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -37,8 +38,9 @@ class DataConfig:
     t_in: Optional[int] = None  # navier_stokes: input snapshots t = 1..t_in (default 10)
     t_out: Optional[int] = None  # navier_stokes: output snapshots t = t_in+1..t_in+t_out (default 10)
     solve_resolution: Optional[int] = None  # navier_stokes: solver grid, a multiple of grid_resolution
-    train_resolution: int = 33
-    eval_resolutions: list[int] = field(default_factory=lambda: [33, 65, 129])
+    # points per axis (33), one count per axis ([256, 512]), or '/K' (every K-th stored point; docs/data.md)
+    train_resolution: Any = 33
+    eval_resolutions: list[Any] = field(default_factory=lambda: [33, 65, 129])
     in_memory: bool = True
 
 
@@ -181,10 +183,13 @@ def _validate(cfg: DictConfig) -> None:
     _check_number(cfg, "model.sensors", lambda x: x >= 2, "at least 2 points per axis")
     train_res = OmegaConf.select(cfg, "data.train_resolution")
     train_res = OmegaConf.to_object(train_res) if isinstance(train_res, ListConfig) else train_res
+    for key, value in [("data.train_resolution", train_res), *(("data.eval_resolutions", r) for r in cfg.data.eval_resolutions)]:
+        if isinstance(value, str) and not re.fullmatch(r"\s*/\s*[1-9]\d*\s*", value):
+            raise _Invalid([key], f"{key}={value!r}: expected a point count, one per axis, or '/K' (every K-th stored point)")
     if isinstance(train_res, list):
         if not train_res or any(not isinstance(r, int) or r < 2 for r in train_res):
             raise _Invalid(["data.train_resolution"], f"data.train_resolution={train_res}, expected sizes >= 2")
-    else:
+    elif not isinstance(train_res, str):
         _check_number(cfg, "data.train_resolution", lambda x: x >= 2, "an integer >= 2")
     if not cfg.data.eval_resolutions:
         raise _Invalid(["data.eval_resolutions"], "data.eval_resolutions is empty, expected at least one resolution")
@@ -196,7 +201,8 @@ def _validate(cfg: DictConfig) -> None:
         modes = list(cfg.model.n_modes)
         if not modes or any(m < 1 for m in modes):
             raise _Invalid(["model.n_modes"], f"model.n_modes={modes}, expected one integer >= 1 per spatial axis")
-        limit = max_fno_modes(_resolutions(train_res, len(modes)))
+        # a stride's sizes depend on the data file: the model checks them when it is built
+        limit = [] if isinstance(train_res, str) else max_fno_modes(_resolutions(train_res, len(modes)))
         if len(limit) == len(modes) and any(m > cap for m, cap in zip(modes, limit)):
             raise _Invalid(["model.n_modes", "data.train_resolution"],
                            f"model.n_modes={modes} is more than data.train_resolution={train_res} resolves: "

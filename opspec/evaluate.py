@@ -19,6 +19,8 @@ import torch
 from opspec.checkpoint import load_checkpoint, model_from_checkpoint
 from opspec.config import load_config
 from opspec.data import CanonicalFile, OperatorDataset
+from opspec.data.canonical import parse_resolution
+from opspec.data.multifile import open_data
 from opspec.distributed import Ranks, all_gather_lists, shard_range
 from opspec.errors import OpspecError, cli_main
 from opspec.fileio import atomic_path, atomic_write_json, unwritable
@@ -53,7 +55,7 @@ def evaluate_model(
             pred = net(a.to(device))
             errors += relative_l2(pred.float(), u.to(device)).cpu().tolist()
         errors = all_gather_lists(ranks, errors)
-        results[int(resolution)] = {
+        results[file.label(resolution)] = {
             "rel_l2_mean": statistics.fmean(errors),
             "rel_l2_median": statistics.median(errors),
             "n_samples": len(errors),
@@ -134,11 +136,29 @@ def plot_samples(
     return out
 
 
+def _resolution_arg(text: str):
+    """argparse type for --resolutions: a bad value is argparse's one-line usage error."""
+    try:
+        return parse_resolution(text)
+    except OpspecError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _label(file: CanonicalFile, resolution: Any) -> int | str | None:
+    """How results name `resolution` on this file; None when the file has no such resolution."""
+    try:
+        return file.label(resolution)
+    except OpspecError:
+        return None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m opspec.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", help="a checkpoint file, or a run folder (its last.pt)")
     parser.add_argument("--data", help="canonical data file (default: the one the run trained on)")
-    parser.add_argument("--resolutions", type=int, nargs="+", help="resolutions (default: the run's eval_resolutions)")
+    parser.add_argument("--resolutions", type=_resolution_arg, nargs="+",
+                        help="resolutions: points per axis (64), one per axis (64x128) or a stride (/2) "
+                        "(default: the run's eval_resolutions)")
     parser.add_argument("--json", help="where to write the results (default: eval.json beside the checkpoint)")
     parser.add_argument("--plot", help="where to save the sample PNG (default: eval.png beside the checkpoint)")
     parser.add_argument("--samples", type=int, default=3, help="test samples in the PNG")
@@ -162,7 +182,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise OpspecError(problem)
     net = model_from_checkpoint(payload)
     cfg = load_config(base=payload["config"])
-    file = CanonicalFile(args.data or cfg.data.path)
+    file = open_data(args.data or cfg.data.path)
     if file.problem and file.problem != cfg.data.problem:
         raise OpspecError(f"{file.path}: holds {file.problem!r} data, but {payload['path']} was trained on "
                           f"{cfg.data.problem!r}; expected a {cfg.data.problem} file")
@@ -181,10 +201,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = evaluate_model(net, file, resolutions, batch_size=args.batch_size)
     check_finite(results, file)
     print(f"{payload['path']} (epoch {payload.get('epoch')}) on {file.path}, test split")
-    print(format_table(results, cfg.data.train_resolution))
+    print(format_table(results, _label(file, cfg.data.train_resolution)))
     try:
         atomic_write_json(json_path, summary_json(results))
-        plot = plot_samples(net, file, max(resolutions), plot_path, args.samples)
+        finest = max(resolutions, key=lambda r: math.prod(file.points(r)))
+        plot = plot_samples(net, file, finest, plot_path, args.samples)
     except OSError as err:
         raise OpspecError(f"{err.filename or json_path}: cannot write ({err.strerror or err})") from None
     print(f"wrote {json_path} and {plot}")

@@ -32,6 +32,7 @@ from opspec.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, ato
 from opspec.config import load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
 from opspec.data.batches import epoch_loader
+from opspec.data.multifile import open_data
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
 from opspec.distributed import all_sum, barrier, broadcast, close, init_ranks, ranks_from_env
 from opspec.errors import OpspecError, cli_main, os_error_line
@@ -61,7 +62,8 @@ def resolve_device(name: str) -> torch.device:
 def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | None = None) -> CanonicalFile:
     """Open the configured data file, generating it first (with progress, on `device`) when it is missing."""
     path = Path(cfg.data.path)
-    if not path.exists() and cfg.data.generate:
+    pattern = any(c in str(path) for c in "*?[")  # a glob of files (opspec/data/multifile.py) is never generated
+    if not path.exists() and cfg.data.generate and not pattern:
         print(f"{path} is missing: generating {cfg.data.n_train}+{cfg.data.n_test} {cfg.data.problem} samples "
               f"at resolution {cfg.data.grid_resolution} (seed {cfg.data.seed})", flush=True)
         options = {k: cfg.data.get(k) for k in GENERATE_OPTIONS[cfg.data.problem] if k in cfg.data}
@@ -80,7 +82,7 @@ def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | N
             )
         except ValueError as err:  # the generators validate their arguments before writing anything
             raise OpspecError(f"data: generating {cfg.data.problem}: {err}") from None
-    return CanonicalFile(path)
+    return open_data(path)
 
 
 def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,

@@ -388,6 +388,18 @@ def axis_stride(size: int, points: int, grid: str) -> int | None:
     return (size - 1) // (points - 1) if grid == "nodal" else size // points
 
 
+def parse_resolution(text: str) -> Resolution:
+    """A resolution from the command line: '64' (every axis), '64x128' (per axis) or '/2' (a stride)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    if re.fullmatch(r"\d+(x\d+)+", text):
+        return [int(p) for p in text.split("x")]
+    if re.fullmatch(r"/\s*[1-9]\d*", text):
+        return text
+    raise OpspecError(f"resolution {text!r}: expected a point count (64), one per axis (64x128), or '/K' (a stride)")
+
+
 def stride_ok(size: int, k: int, grid: str) -> bool:
     """True when every k-th point of an axis of `size` points is a grid of the same kind (≥ 2 points)."""
     if k == 1:
@@ -533,6 +545,8 @@ class CanonicalFile:
         """The stride of every spatial axis that gives `resolution` (see Resolution); None: all 1."""
         if resolution is None:
             return (1,) * len(self.grid_shape)
+        if isinstance(resolution, str) and re.fullmatch(r"\d+(x\d+)+", resolution.strip()):
+            resolution = [int(p) for p in resolution.strip().split("x")]  # a label such as '64x128'
         if isinstance(resolution, str):
             match = re.fullmatch(r"\s*/\s*(\d+)\s*", resolution)
             if not match or int(match.group(1)) < 1:
