@@ -59,3 +59,44 @@ def test_bad_yaml_files(tmp_path):
     (tmp_path / "broken.yaml").write_text("train: [unclosed\n")
     with pytest.raises(OpspecError, match="not valid YAML"):
         load_config(tmp_path / "broken.yaml")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optimizer.betas=[0.9]"], r"optimizer.betas=\[0.9\]: expected two numbers"),
+        (["optimizer.ns_steps=0"], "optimizer.ns_steps=0: expected an integer >= 1"),
+        (["optimizer.momentum=2"], r"optimizer.momentum=2.0: expected a number in \[0, 1\)"),
+        (["optimizer.eps=-1"], "optimizer.eps=-1.0: expected"),
+        (["optimizer.lr=nan"], "optimizer.lr=nan: expected"),
+        (["optimizer.lr=inf"], "optimizer.lr=inf: expected"),
+        (["train.scheduler=step", "train.step_size=0"], "override 'train.step_size=0': train.step_size=0, expected an integer >= 1"),
+        (["train.num_workers=-1"], "train.num_workers=-1, expected an integer >= 0"),
+        (["train.gamma=-1"], "train.gamma=-1.0, expected a finite number > 0"),
+        (["train.gamma=nan"], "train.gamma=nan, expected a finite number > 0"),
+        (["seed=-1"], r"seed=-1, expected an integer in \[0, 2\*\*32\)"),
+        (["model.n_modes=[0,0]"], r"model.n_modes=\[0, 0\], expected one integer >= 1"),
+        # neuraloperator keeps n_modes of s Fourier modes on the first axes, n_modes//2+1 of s//2+1 on the last
+        (["data.train_resolution=9", "model.n_modes=[10,4]"], r"expected at most \[9, 9\]"),
+        (["data.train_resolution=8", "model.n_modes=[4,10]"], r"expected at most \[8, 9\]"),
+    ],
+)
+def test_out_of_range_values_are_refused_naming_the_key(overrides, message):
+    with pytest.raises(OpspecError, match=message):
+        load_config(overrides=overrides)
+
+
+def test_the_largest_fno_modes_a_resolution_resolves_are_accepted():
+    assert list(load_config(overrides=["data.train_resolution=9", "model.n_modes=[9,9]"]).model.n_modes) == [9, 9]
+    assert list(load_config(overrides=["data.train_resolution=8", "model.n_modes=[8,9]"]).model.n_modes) == [8, 9]
+
+
+def test_the_error_blames_the_override_or_file_that_set_the_bad_key(tmp_path):
+    with pytest.raises(OpspecError, match=r"^override 'optimizer.lr=-1': optimizer.lr"):
+        load_config(overrides=["optimizer.lr=-1", "train.epochs=3", "seed=2"])
+    (tmp_path / "c.yaml").write_text("train:\n  num_workers: -2\n")
+    with pytest.raises(OpspecError, match=rf"^{tmp_path / 'c.yaml'}: train.num_workers=-2"):
+        load_config(tmp_path / "c.yaml", overrides=["train.epochs=3"])
+    # a value bad only together with another: the one set last is blamed
+    with pytest.raises(OpspecError, match=r"^override 'data.train_resolution=9': model.n_modes=\[12, 12\]"):
+        load_config(overrides=["data.train_resolution=9", "train.epochs=3"])
