@@ -261,7 +261,10 @@ class Trainer:
     def _lock(self, folder: Path) -> FolderLock | None:
         """This process's lock on a run folder, or None if another process holds it."""
         lock = FolderLock(folder)
-        return lock if lock.acquire() else None
+        try:
+            return lock if lock.acquire() else None
+        except OSError as err:  # a read-only run folder
+            raise OpspecError(f"{folder}: cannot write in the run folder ({err.strerror or err})") from None
 
     def _start(self, run_dir: str | os.PathLike | None) -> None:
         """A new run: claim a fresh run folder (locked), with an empty metrics.jsonl and the config."""
