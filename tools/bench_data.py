@@ -23,6 +23,7 @@ import json
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -98,22 +99,26 @@ def run_variant(args: argparse.Namespace) -> dict:
     workers = 0 if in_memory else args.workers
     steps = samples = 0
     epoch = 0
-    start = time.perf_counter()
-    while steps < args.steps:
+    start = first = time.perf_counter()
+    while steps <= args.steps:
         epoch += 1
         for a, u, n_global, weight in epoch_loader(data, args.batch_size, 0, epoch, workers):
             optimizer.zero_grad(set_to_none=True)
             loss = relative_l2(model(a), u).mean()
             loss.backward()
             optimizer.step()
+            if steps == 0:  # the clock starts after one warm-up step (the first read, worker start-up)
+                start = time.perf_counter()
+            else:
+                samples += len(a)
             steps += 1
-            samples += len(a)
-            if steps == args.steps:
+            if steps > args.steps:
                 break
     seconds = time.perf_counter() - start
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else 0.0
     return {"variant": args.variant, "samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
+            "warmup_seconds": start - first,
             "train_samples": len(data), "load_seconds": load_seconds, "rss_mib": self_rss, "worker_rss_mib": worker_rss,
             "workers": workers, "peak_rss_mib": self_rss + workers * worker_rss}
 
@@ -123,7 +128,8 @@ def main() -> None:
     parser.add_argument("--size", type=parse_size, default=parse_size("8G"), help="file size (default 8G)")
     parser.add_argument("--file", type=Path, default=None, help="use this canonical file instead of writing one")
     parser.add_argument("--keep", action="store_true", help="keep the file it wrote")
-    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per run (after one warm-up step)")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each variant, alternating; medians reported")
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--resolution", type=int, default=33, help="training resolution (strided from 129)")
     parser.add_argument("--workers", type=int, default=1, help="DataLoader workers of the out-of-core run (one keeps "
@@ -148,23 +154,30 @@ def main() -> None:
                   f"in {time.perf_counter() - start:.0f} s", flush=True)
         sample_bytes = 2 * GRID * GRID * 4
         subset = args.in_memory_samples or max(args.batch_size, 2**30 // sample_bytes)
-        results = {}
-        for variant in ("out-of-core", "in-memory"):
-            evict(path)
-            cmd = [sys.executable, __file__, "--variant", variant, "--file", str(path), "--steps", str(args.steps),
-                   "--batch-size", str(args.batch_size), "--resolution", str(args.resolution), "--workers",
-                   str(args.workers), "--in-memory-samples", str(subset), "--width", str(args.width), "--modes", str(args.modes)]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-            r = results[variant] = json.loads(out.strip().splitlines()[-1])
-            extra = f", {r['workers']} workers peak {r['worker_rss_mib']:.0f} MiB each" if r["workers"] else ""
-            print(f"{variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} samples "
-                  f"({r['train_samples']} train samples, loaded in {r['load_seconds']:.1f} s); peak RSS "
-                  f"{r['rss_mib']:.0f} MiB{extra}", flush=True)
-        ratio = results["out-of-core"]["samples_per_s"] / results["in-memory"]["samples_per_s"]
-        print(f"out-of-core / in-memory samples/s: {ratio:.2f} (peak RSS {results['out-of-core']['peak_rss_mib']:.0f} MiB)")
+        runs: dict[str, list[dict]] = {"out-of-core": [], "in-memory": []}
+        for round_ in range(args.rounds):
+            for variant in runs:
+                evict(path)
+                cmd = [sys.executable, __file__, "--variant", variant, "--file", str(path), "--steps", str(args.steps),
+                       "--batch-size", str(args.batch_size), "--resolution", str(args.resolution), "--workers",
+                       str(args.workers), "--in-memory-samples", str(subset), "--width", str(args.width),
+                       "--modes", str(args.modes)]
+                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                r = json.loads(out.strip().splitlines()[-1])
+                runs[variant].append(r)
+                extra = f", {r['workers']} worker(s) peak {r['worker_rss_mib']:.0f} MiB each" if r["workers"] else ""
+                print(f"round {round_ + 1} {variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} "
+                      f"samples after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
+                      f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}", flush=True)
+        rate = {v: statistics.median(r["samples_per_s"] for r in rs) for v, rs in runs.items()}
+        peak = max(r["peak_rss_mib"] for r in runs["out-of-core"])
+        print(f"median samples/s over {args.rounds} round(s): out-of-core {rate['out-of-core']:.1f}, "
+              f"in-memory {rate['in-memory']:.1f}")
+        print(f"out-of-core / in-memory samples/s: {rate['out-of-core'] / rate['in-memory']:.2f} (peak RSS {peak:.0f} MiB)")
     finally:
         if wrote and not args.keep and path.exists():
             path.unlink()
+            print(f"removed {path}")
 
 
 if __name__ == "__main__":
