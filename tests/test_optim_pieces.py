@@ -10,10 +10,13 @@ import pytest
 import torch
 
 from opspec.config import OptimizerConfig, load_config, to_container
-from opspec.optim import Muon, SpecMuon, build_optimizer, check_optimizer_options, options_from_config, polar, resolve_layout
+from opspec.optim import (Muon, SpecMuon, SpectralOptimizer, build_optimizer, check_optimizer_options, options_from_config,
+                          polar, resolve_layout)
 from opspec.optim.apply import decoupled_update, heavy_ball, lr_scale
 from opspec.optim.directions import adam_direction, gradient_direction, momentum_direction
-from opspec.optim.options import OPTIMIZERS, optimizer_options
+from opspec.optim.options import ADAMW_GROUP, OPTIMIZERS, SPECTRAL, optimizer_options
+from opspec.optim.polar import frobenius_norms
+from opspec.optim.sharding import Work
 from opspec.optim.specmuon import relax, sav_shrink
 from opspec.optim.spectral_power import spectral_power
 
@@ -226,3 +229,40 @@ def test_p0_is_one_polar_factor():
     w.grad = G[0].clone()
     Muon([w], lr=1.0, momentum=0.0, nesterov=False, adjust_lr="none", compute_dtype=torch.float32).step()
     torch.testing.assert_close(-w.detach(), mine[0], atol=1e-5, rtol=0)
+
+
+class FrobeniusSGD(SpectralOptimizer):
+    """A variant written only as pieces: D = G, O = √min(rows, cols) · M / ‖M‖_F per matrix."""
+
+    OPTIONS = SPECTRAL + ADAMW_GROUP
+    MAP_OPTIONS = ("eps",)
+
+    def direction(self, grads, states, group):
+        return gradient_direction(grads, states)
+
+    def map_work(self, M, items, context):
+        rows, cols = M.shape[-2:]
+        eps = items[0][1]["eps"]
+        return Work(inputs=(M,), fn=lambda X: (X * math.sqrt(min(rows, cols)) / (frobenius_norms(X) + eps),),
+                    outputs=(((rows, cols), M.dtype),), cost=1.0)
+
+
+def test_a_new_variant_is_its_pieces_and_the_skeleton_does_the_rest():
+    """Bucketing across parameters, per-mode layouts, the LR rule, weight decay and the AdamW part come
+    from the skeleton; the subclass only names its direction and map."""
+    torch.manual_seed(3)
+    linear = torch.nn.Parameter(torch.randn(16, 4, dtype=torch.float64))
+    spectral = torch.nn.Parameter(torch.randn(4, 16, 3, 2, dtype=torch.complex128))
+    bias = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    before = [p.detach().clone() for p in (linear, spectral)]
+    for p in (linear, spectral, bias):
+        p.grad = torch.randn_like(p)
+    opt = FrobeniusSGD([{"params": [linear, spectral]}, {"params": [bias], "use_spectral": False}],
+                       lr=0.1, weight_decay=0.1, eps=1e-12)
+    opt.step()
+    G = linear.grad
+    torch.testing.assert_close(linear.detach(), 0.99 * before[0] - 0.1 * 2.0 * 2.0 * G / G.norm())  # √(16/4) · √min(16, 4)
+    modes = spectral.grad.permute(2, 3, 0, 1)
+    expected = 0.99 * before[1].permute(2, 3, 0, 1) - 0.1 * 2.0 * 2.0 * modes / torch.linalg.matrix_norm(modes)[..., None, None]
+    torch.testing.assert_close(spectral.detach().permute(2, 3, 0, 1), expected)
+    torch.testing.assert_close(bias.detach(), -0.1 * bias.grad.sign() * (1 - 1e-8 / (bias.grad.abs() + 1e-8)), atol=1e-9, rtol=0)

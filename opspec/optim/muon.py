@@ -25,7 +25,7 @@ from torch import Tensor
 
 from opspec.optim.apply import LR_RULES, lr_scale
 from opspec.optim.directions import BASES as BASE_DIRECTIONS
-from opspec.optim.options import BASES, POWERS
+from opspec.optim.options import ADAMW_GROUP, BASES, MUON, POWERS
 from opspec.optim.polar import frobenius_norms, polar
 from opspec.optim.sharding import Work
 from opspec.optim.spectral_power import DEFAULT_STEPS, spectral_power
@@ -70,7 +70,7 @@ class Muon(SpectralOptimizer):
     the same, already averaged, gradients); None maps everything here.
     """
 
-    OWNER = "Muon"
+    OPTIONS = MUON + ADAMW_GROUP
     MAP_OPTIONS = ("power", "ns_steps", "coefficients", "eps", "compute_dtype")
     _spectral_map = staticmethod(spectral_map)  # the map piece, looked up per call (tests count its matrices)
 

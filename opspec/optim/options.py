@@ -190,9 +190,7 @@ FAMILY: dict[str, tuple[str, float]] = {f"{base}_p{p:g}": (base, p) for base in 
 OPTIMIZERS = ("adamw", "muon", "specmuon", *FAMILY)
 
 
-def constructor_options(name: str) -> tuple[Option, ...]:
-    """The options of an optimizer class ("Muon", "SpecMuon"), by constructor keyword."""
-    return {"Muon": MUON + ADAMW_PART[:2], "SpecMuon": SPECMUON + ADAMW_PART[:2]}[name]
+ADAMW_GROUP = ADAMW_PART[:2]  # betas, eps: what a constructor takes for its use_spectral=False groups
 
 
 def optimizer_options(name: str) -> tuple[Option, ...]:
@@ -233,9 +231,9 @@ def check_optimizer_options(name: str, options: dict[str, Any]) -> None:
                 raise ValueError(f"optimizer.{key}={value!r}: expected {problem}")
 
 
-def check_constructor(owner: str, values: dict[str, Any]) -> None:
-    """The constructor's own check of its keywords, "<owner>: <kwarg> must be …, got <value>"."""
-    for option in constructor_options(owner):
+def check_constructor(owner: str, options: tuple[Option, ...], values: dict[str, Any]) -> None:
+    """A constructor's check of its keywords against its table, "<owner>: <kwarg> must be …, got <value>"."""
+    for option in options:
         value = values[option.keyword]
         if value is None and option.default is None:
             continue

@@ -32,7 +32,7 @@ from opspec.optim.apply import heavy_ball, lr_scale
 from opspec.optim.directions import gradient_direction
 from opspec.optim.layouts import fans
 from opspec.optim.muon import map_cost
-from opspec.optim.options import TOPK_METHODS
+from opspec.optim.options import ADAMW_GROUP, SPECMUON, TOPK_METHODS
 from opspec.optim.polar import frobenius_norms, polar
 from opspec.optim.sharding import Work
 from opspec.optim.step import Item, SpectralOptimizer
@@ -119,7 +119,7 @@ class SpecMuon(SpectralOptimizer):
     in `Muon`; the closure's loss must then be the global one.
     """
 
-    OWNER = "SpecMuon"
+    OPTIONS = SPECMUON + ADAMW_GROUP
     MAP_OPTIONS = ("lr", "adjust_lr", "guided_modes", "relaxation", "topk", "subspace_iters", "eps", "ns_steps",
                    "coefficients", "compute_dtype")
 

@@ -14,8 +14,8 @@ with param groups as its partition, behind torch.optim's `Optimizer` API):
     U = after_map(O)                                           SpecMuon: heavy ball B ← μB + O
     θ ← (1 − lr·λ)θ − lr·scale(fan_out, fan_in)·U              apply.py
 
-Options: each subclass's are declared in options.py (`OWNER` names its table); a group may
-override any of them, as in torch.optim.
+Options: each subclass names its table of options (`OPTIONS`, declared in options.py); a group
+may override any of them, as in torch.optim.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from torch.optim import Optimizer
 from opspec.optim.adamw import adamw_group_step
 from opspec.optim.apply import decoupled_update, lr_scale
 from opspec.optim.layouts import ROWS_ARE_INPUTS, fans, from_matrices, resolve_layout, to_matrices
-from opspec.optim.options import check_constructor, constructor_options
+from opspec.optim.options import Option, check_constructor
 from opspec.optim.sharding import Work, run_sharded
 
 # One parameter's entry in a bucket: (parameter, its group, its layout, its matrices (B, rows, cols)).
@@ -44,22 +44,23 @@ def hashable(value: Any) -> Any:
 
 
 class SpectralOptimizer(Optimizer):
-    """The skeleton; subclasses set `OWNER`, `MAP_OPTIONS` and the pieces `direction` and `map_work`
+    """The skeleton; subclasses set `OPTIONS`, `MAP_OPTIONS` and the pieces `direction` and `map_work`
     (and, when they have them, `begin`, `finish`, `after_map`)."""
 
-    OWNER = ""  # the class's table in options.py ("Muon", "SpecMuon")
+    OPTIONS: tuple[Option, ...] = ()  # the constructor's keywords with defaults and ranges (options.py)
     MAP_OPTIONS: tuple[str, ...] = ()  # group options the map reads: matrices are batched only when they agree
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | None = None, *,
                  process_group: dist.ProcessGroup | None = None, **options: Any) -> None:
         if lr is not None:
             options["lr"] = lr
-        defaults = {o.keyword: o.default for o in constructor_options(self.OWNER)}
+        owner = type(self).__name__
+        defaults = {o.keyword: o.default for o in self.OPTIONS}
         unknown = set(options) - set(defaults)
         if unknown:
-            raise TypeError(f"{self.OWNER}: unknown options {sorted(unknown)} (known: {sorted(defaults)})")
+            raise TypeError(f"{owner}: unknown options {sorted(unknown)} (known: {sorted(defaults)})")
         defaults.update(options)
-        check_constructor(self.OWNER, defaults)
+        check_constructor(owner, self.OPTIONS, defaults)
         defaults["use_spectral"] = True
         super().__init__(params, defaults)
         self.process_group = process_group
@@ -76,7 +77,7 @@ class SpectralOptimizer(Optimizer):
         try:
             return resolve_layout(p, group["layout"])
         except ValueError as err:
-            raise ValueError(f"{self.OWNER}: {err}") from None
+            raise ValueError(f"{type(self).__name__}: {err}") from None
 
     # --- the pieces a subclass chooses -------------------------------------------------------------
 
