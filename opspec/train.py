@@ -13,12 +13,14 @@ Every rank keeps the full model and optimizer state, so a checkpoint resumes on 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
 import math
 import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -36,12 +38,14 @@ from opspec.data.multifile import open_data
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
 from opspec.distributed import all_sum, barrier, broadcast, close, init_ranks, ranks_from_env
 from opspec.errors import OpspecError, cli_main, os_error_line
-from opspec.evaluate import check_finite, evaluate_model, format_table, summary_json
+from opspec.evaluate import check_finite, evaluate_model, format_table, plot_samples, summary_json
 from opspec.fileio import FolderLock, atomic_write_json, atomic_write_text, remove_stale_temps
 from opspec.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
 from opspec.optim import build_optimizer, options_from_config
 from opspec.plots import plot_curves
+from opspec.loggers import RunLogger, build_logger, check_logger
+from opspec.precision import Precision, check_compile, clip_grad_norm_, compile_module, keep_spectral_fp32
 from opspec.runtime import keep_freed_memory
 from opspec.schedule import build_scheduler
 
@@ -127,7 +131,7 @@ RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "eval.json"
 RESUME_HONOURED = ("train.epochs", "optimizer.lr")  # deliberately: the schedule is rebuilt
 RESUME_NEUTRAL = ("train.device", "train.progress", "train.num_workers", "train.eval_batch_size",
                   "train.keep_freed_memory", "train.dist_timeout_s", "data.path", "data.generate", "data.in_memory",
-                  "data.eval_resolutions", "out_dir", "run_name")  # how the run is carried out, not what it computes
+                  "data.eval_resolutions", "out_dir", "run_name", "train.compile", "train.log")  # how the run is carried out, not what it computes
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -206,6 +210,7 @@ class Trainer:
         else:
             self._restore(resume, run_dir, changes)
         self._wrap_ddp()
+        self._init_logger()
 
     # -- the steps of __init__ ------------------------------------------------------------------
 
@@ -244,6 +249,15 @@ class Trainer:
         self.scheduler = build_scheduler(self.optimizer, self.cfg.train, self.steps_per_epoch)  # stepped per step
         self.epoch = 0
         self.best, self.best_epoch = math.inf, 0
+        train = self.cfg.train
+        self.precision = Precision(train.precision, self.device)  # refuses a dtype torch cannot autocast to here
+        if self.precision.dtype is not None:
+            keep_spectral_fp32(self.net)
+        if train.compile:
+            check_compile(self.device)
+        check_logger(train.log)
+        self.logger: RunLogger = RunLogger()
+        self.sync_timing = train.log != "none"  # on CUDA, time optimizer.step between synchronizes (logged runs)
 
     def _on_main(self, action: Callable[[], Any]) -> Any:
         """Run `action` on rank 0 and give every rank its result; an OpspecError there is raised on every rank."""
@@ -317,6 +331,7 @@ class Trainer:
         base_lrs = [group["initial_lr"] for group in self.optimizer.param_groups]  # this config's, before the load
         epoch = int(resume["epoch"])
         restore_training_state(resume, self.net, self.optimizer, None)
+        self.precision.load_state_dict(resume.get("grad_scaler") or {})
         self.epoch = epoch
         # The schedule is a closed form of (step, config): rebuilt at the epoch the run stands at, with the
         # config's base LRs, it continues an unchanged run exactly and honours train.epochs / optimizer.lr.
@@ -349,6 +364,13 @@ class Trainer:
         if self.ranks.enabled:
             self.train_net = torch.nn.parallel.DistributedDataParallel(
                 self.net, device_ids=[self.device] if self.device.type == "cuda" else None, forward_sync_buffers=False)
+        if self.cfg.train.compile:  # the training forward only; evaluation runs the plain model
+            self.train_net = compile_module(self.train_net, self.device)
+
+    def _init_logger(self) -> None:
+        """train.log on rank 0; a resumed run continues its global-step axis."""
+        self.logger = build_logger(self.cfg.train.log, self.run_dir, to_container(self.cfg), to_yaml(self.cfg),
+                                   self.ranks.is_main, start_step=self.epoch * self.steps_per_epoch)
 
     # -- training -------------------------------------------------------------------------------
 
@@ -361,6 +383,8 @@ class Trainer:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+        self.logger.close()
+        self.logger = RunLogger()
 
     def discard(self) -> bool:
         """Remove the run folder of a new run that finished no epoch (it holds nothing to resume): a run
@@ -385,7 +409,9 @@ class Trainer:
     def loss(self, a: torch.Tensor, u: torch.Tensor, n_global: int | None = None, weight: float = 1.0) -> torch.Tensor:
         """The FNO paper's training loss, the mean relative L2 of the decoded prediction, as this rank's
         part of it: Σ over its share / samples in the global batch (× ranks: DDP averages over ranks)."""
-        errors = relative_l2(self.train_net(a), u)
+        with self.precision.autocast():  # the forward pass alone; the loss is taken in fp32
+            prediction = self.train_net(a)
+        errors = relative_l2(prediction.float(), u)
         return errors.sum() * (weight * self.ranks.world_size / (n_global or len(a)))
 
     def _stop(self, epoch: int, step: int, what: str, cause: str) -> DivergedError:
@@ -403,37 +429,53 @@ class Trainer:
         world = self.ranks.world_size
         total, count = torch.zeros((), dtype=torch.float64), 0
         start = time.perf_counter()
-        lr = self.optimizer.param_groups[0]["lr"]
         loader = epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
                               self.ranks.rank, world)
+        sync = self.sync_timing and self.device.type == "cuda"
+        optimizer_seconds = 0.0
         for step, (a, u, n_global, weight) in enumerate(loader, 1):
             a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
-
-            def closure() -> torch.Tensor:
-                self.optimizer.zero_grad(set_to_none=True)
-                loss = self.loss(a, u, n_global, weight)
-                loss.backward()
-                loss = all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
-                bad = None if torch.isfinite(loss) else f"the training loss is {loss.item()}"  # the same on every rank
-                if bad is None and not self._grads_finite():
-                    bad = "a gradient is not finite"
-                if bad is not None:
-                    why = _why_not_finite(a, u, cfg.optimizer.lr, self.optimizer.param_groups[0]["lr"])
-                    raise self._stop(epoch, step, bad, why)
-                return loss
-
-            loss = self.optimizer.step(closure)
-            self.scheduler.step()
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(a, u, n_global, weight)
+            self.precision.backward(loss)  # fp16: of the scaled loss
+            loss = all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
+            self.precision.unscale_(self.optimizer)
+            bad = None if torch.isfinite(loss) else f"the training loss is {loss.item()}"  # the same on every rank
+            if bad is None and not self.precision.scaler.is_enabled() and not self._grads_finite():
+                bad = "a gradient is not finite"  # (fp16: GradScaler skips such a step and lowers its scale)
+            if bad is not None:
+                raise self._stop(epoch, step, bad, _why_not_finite(a, u, cfg.optimizer.lr, lr))
+            grad_norm = None if cfg.train.grad_clip is None else clip_grad_norm_(self.net.parameters(), cfg.train.grad_clip)
+            if sync:
+                torch.cuda.synchronize(self.device)
+            tick = time.perf_counter()
+            self.precision.step(self.optimizer, loss)  # optimizer.step(closure); the closure hands over the loss
+            if sync:
+                torch.cuda.synchronize(self.device)
+            optimizer_seconds += time.perf_counter() - tick
+            with warnings.catch_warnings():  # fp16: torch warns when the scaler skipped the first optimizer step
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+                self.scheduler.step()
+            if self.logger.active:
+                values = {"loss": loss.item(), **{f"lr/group{i}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)}}
+                if grad_norm is not None:
+                    values["grad_norm"] = grad_norm.item()
+                self.logger.log_step((epoch - 1) * self.steps_per_epoch + step, values)
             total += loss.detach().double().cpu() * n_global
             count += n_global
             bar.update(1)
         seconds = time.perf_counter() - start
-        return {"train_loss": float(total) / count, "lr": lr, "epoch_seconds": seconds, "samples_per_second": count / seconds}
+        record = {"train_loss": float(total) / count, "lr": lr, "epoch_seconds": seconds, "samples_per_second": count / seconds}
+        if self.device.type != "cuda" or sync:  # without a synchronize, CUDA's time would be the launches'
+            record["optimizer_share"] = optimizer_seconds / seconds
+        return record
 
     def checkpoint(self, record: dict[str, Any] | None = None) -> dict[str, Any]:
         """The checkpoint payload of the run as it stands (opspec.checkpoint owns the format)."""
+        scaler = {"grad_scaler": self.precision.state_dict()} if self.precision.scaler.is_enabled() else {}  # fp16
         return make_payload(to_container(self.cfg), self.meta, self.epoch, self.best, self.best_epoch, record,
-                            self.net, self.optimizer, self.scheduler)
+                            self.net, self.optimizer, self.scheduler, **scaler)
 
     def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
         """last.pt, then best.pt (a copy, when improved), then the metrics line: see checkpoint.reconcile_run."""
@@ -466,6 +508,7 @@ class Trainer:
                     self.best, self.best_epoch = record["test_rel_l2"], epoch
                 if main:
                     self._save_epoch(record, improved)
+                    self.logger.log_epoch(epoch * steps, record)
                     bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
                     tqdm.write(
                         f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
@@ -475,6 +518,16 @@ class Trainer:
                 for callback in self.callbacks:
                     callback(self, record)
         return history
+
+
+def log_final(trainer: Trainer, results: dict[int, dict[str, Any]]) -> None:
+    """To train.log: the final errors at every resolution, the learning curves and the test-sample figure."""
+    step = trainer.epoch * trainer.steps_per_epoch
+    trainer.logger.log_epoch(step, {f"final_rel_l2_mean_{r}": v["rel_l2_mean"] for r, v in results.items()})
+    trainer.logger.log_figure("curves", trainer.run_dir / "curves.png", step)
+    resolution = list(trainer.cfg.data.eval_resolutions)[-1]
+    figure = plot_samples(copy.deepcopy(trainer.net).cpu(), trainer.file, resolution, trainer.run_dir / "eval_samples.png")
+    trainer.logger.log_figure("eval_samples", figure, step)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -533,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if ranks.is_main:
             atomic_write_json(trainer.run_dir / "eval.json", summary_json(results))
             plot_curves(trainer.metrics_path, trainer.run_dir / "curves.png")
+            if trainer.logger.active:
+                log_final(trainer, results)
     finally:
         trainer.close()
     say(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
