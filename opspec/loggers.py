@@ -119,9 +119,13 @@ class WandbLogger(RunLogger):
 def check_logger(kind: str) -> None:
     """Refuse, in one line, a logger whose package is not installed (before a run folder is created)."""
     import importlib.util
+    import sys
 
     module = {"tensorboard": "tensorboard", "wandb": "wandb"}.get(kind)
-    if module is not None and importlib.util.find_spec(module) is None:
+    if module is None:
+        return
+    loaded = sys.modules.get(module, False)  # None: an import of it failed before (or a test hid it)
+    if loaded is None or (loaded is False and importlib.util.find_spec(module) is None):
         raise OpspecError(f"train.log={kind}: the {module} package is not installed (pip install 'opspec[{module}]')")
 
 

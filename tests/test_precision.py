@@ -117,3 +117,35 @@ def test_cuda_training_in_reduced_precision(tiny_overrides, tmp_path, precision)
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=2", "train.device=cuda", f"train.precision={precision}"])
     history = Trainer(cfg, run_dir=tmp_path / precision).fit()
     assert all(0 < r["test_rel_l2"] < 10 for r in history)
+
+
+def test_compile_trains_on_cpu_like_eager(tiny_overrides, tmp_path, monkeypatch):
+    import opspec.precision
+    from opspec.checkpoint import load_checkpoint
+    from opspec.config import load_config
+    from opspec.train import Trainer
+
+    # the graph capture and AOT autograd of torch.compile without inductor's C++ build (minutes on this CPU)
+    monkeypatch.setattr(opspec.precision, "COMPILE_BACKEND", "aot_eager")
+    cfg = load_config(overrides=tiny_overrides + ["train.epochs=1"])
+    compiled = Trainer(load_config(base=cfg, overrides=["train.compile=true"]), run_dir=tmp_path / "compiled")
+    assert isinstance(compiled.train_net, torch._dynamo.eval_frame.OptimizedModule)
+    compiled.fit()
+    eager = Trainer(cfg, run_dir=tmp_path / "eager")
+    eager.fit()
+    weights = load_checkpoint(tmp_path / "compiled")["model"]
+    assert weights.keys() == load_checkpoint(tmp_path / "eager")["model"].keys()  # no "_orig_mod." prefixes
+    for key, value in eager.net.state_dict().items():
+        if torch.is_tensor(value):
+            torch.testing.assert_close(compiled.net.state_dict()[key], value, rtol=1e-4, atol=1e-5)
+
+
+def test_compile_without_a_cpp_compiler_is_refused_before_the_run_folder(tiny_overrides, tmp_path, monkeypatch):
+    import opspec.precision
+    from opspec.config import load_config
+    from opspec.train import Trainer
+
+    monkeypatch.setattr(opspec.precision.shutil, "which", lambda name: None)
+    with pytest.raises(OpspecError, match=r"^train.compile=true on the CPU needs a C\+\+ compiler"):
+        Trainer(load_config(overrides=tiny_overrides + ["train.compile=true"]), run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
