@@ -22,7 +22,7 @@ from typing import Any, Iterator
 
 _HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname().split(".")[0]) or "host"
 _live_temps: dict[Path, int] = {}  # temp path -> pid that created it (a forked child must not remove them)
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: FolderLock.__del__ may run (GC) while it is held
 
 
 def _umask() -> int:
