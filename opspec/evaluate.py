@@ -47,7 +47,7 @@ def evaluate_model(
     net.eval()
     results: dict[int, dict[str, Any]] = {}
     for resolution in resolutions:
-        data = OperatorDataset(file, split, resolution)
+        data = OperatorDataset(file, split, resolution, in_memory=False)  # batch by batch: memory bounded
         share = shard_range(len(data), ranks)
         errors: list[float] = []
         for start in range(share.start, share.stop, batch_size):

@@ -11,6 +11,7 @@ import opspec.data.canonical as canonical
 from opspec.data import CanonicalFile, OperatorDataset, write_canonical
 from opspec.data.batches import epoch_loader, epoch_windows
 from opspec.data.rechunk import rechunk
+from opspec.errors import OpspecError
 
 
 def _write(path, n_train=50, n_test=7, s=17, rows=None, monkeypatch=None):
@@ -127,3 +128,13 @@ def test_old_one_sample_chunks_read_the_same_warn_and_rechunk(tmp_path, monkeypa
     for split in ("train", "test"):
         for var, k in (("a", 0), ("u", 1)):
             np.testing.assert_array_equal(f.read(split, var), data[split][k])
+
+
+def test_corrupt_sample_read_in_a_worker_is_one_line(tmp_path, monkeypatch):
+    _write(tmp_path / "f.h5", rows=5, monkeypatch=monkeypatch)
+    with h5py.File(tmp_path / "f.h5", "r+") as h5:
+        h5["train/u"][23, 1, 4, 4] = np.nan
+    ds = OperatorDataset(tmp_path / "f.h5", "train", in_memory=False)
+    with pytest.raises(OpspecError, match=r"train/u contains NaN or inf \(first at sample 23\)") as err:
+        list(epoch_loader(ds, 4, seed=0, epoch=1, num_workers=1))
+    assert "\n" not in str(err.value)

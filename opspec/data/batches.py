@@ -23,6 +23,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from opspec.data.dataset import OperatorDataset
+from opspec.errors import OpspecError
 
 Share = tuple[torch.Tensor, int, float]  # (this rank's indices, samples in the global batch, weight)
 
@@ -109,8 +110,14 @@ class WindowedLoader:
         return self.n_batches
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, float]]:
-        for window in self.loader:
-            yield from window
+        try:
+            for window in self.loader:
+                yield from window
+        except OpspecError as err:  # raised in a worker: torch adds its traceback; keep the one line
+            lines = str(err).strip().splitlines()
+            if len(lines) > 1 and lines[-1].startswith("opspec.errors.OpspecError: "):
+                raise OpspecError(lines[-1].split(": ", 1)[1]) from None
+            raise
 
 
 def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
