@@ -127,6 +127,7 @@ def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epo
     With workers, worker w reads windows w, w + W, … with its own HDF5 handle and the DataLoader
     hands them over in order, prefetch_factor windows ahead; memory stays at a few windows.
     """
+    dataset.warn_if_slow()
     sample_bytes = max(1, dataset.file.sample_bytes(dataset.split))
     window_bytes = WINDOW_BYTES if window_bytes is None else window_bytes
     windows = epoch_windows(dataset.blocks(), batch_size, seed, epoch, max(batch_size, window_bytes // sample_bytes))

@@ -64,11 +64,13 @@ class OperatorDataset(torch.utils.data.Dataset):
         if in_memory:
             self._a = torch.from_numpy(self._read("a", slice(0, self.n)))
             self._u = torch.from_numpy(self._read("u", slice(0, self.n)))
-        else:
-            warning = self.file.chunking_warning(split)
-            if warning and (str(self.file.path), split) not in _WARNED:
-                _WARNED.add((str(self.file.path), split))
-                print(f"warning: {warning}", file=sys.stderr, flush=True)
+
+    def warn_if_slow(self) -> None:
+        """Print, once per file and split, why the file's chunks make out-of-core reads slow and the fix."""
+        warning = self.file.chunking_warning(self.split)
+        if warning and (str(self.file.path), self.split) not in _WARNED:
+            _WARNED.add((str(self.file.path), self.split))
+            print(f"warning: {warning}", file=sys.stderr, flush=True)
 
     def _read(self, var: str, samples: slice) -> np.ndarray:
         data = self.file.read(self.split, var, self.resolution, samples)
