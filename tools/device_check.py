@@ -174,7 +174,8 @@ def section_tests(plan: Plan, report: Report) -> list[str]:
     if not ok:
         report.failed.append("CUDA tests")
     summary = next((ln for ln in reversed(proc.stdout.strip().splitlines()) if re.search(r"passed|failed|skipped|error|no tests", ln)), "")
-    return [f"Command: `{' '.join(['python', *cmd[1:]])}` → exit {proc.returncode}: **{summary.strip('= ')}**", "",
+    shown = " ".join(["python", *cmd[1:]]).replace("-k cuda or gpus", '-k "cuda or gpus"')
+    return [f"Command: `{shown}` → exit {proc.returncode}: **{summary.strip('= ')}**", "",
             *_fence(proc.stdout + ("\n" + proc.stderr if proc.returncode not in (0, 5) else ""))]
 
 
@@ -185,6 +186,7 @@ def section_tests(plan: Plan, report: Report) -> list[str]:
 def load_bench_optim(plan: Plan) -> Any:
     spec = importlib.util.spec_from_file_location("bench_optim", ROOT / "tools" / "bench_optim.py")
     bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_optim"] = bench
     spec.loader.exec_module(bench)  # type: ignore[union-attr]
     if plan.dry:  # tiny stand-ins for the real sizes
         from neuralop.models import FNO
@@ -293,7 +295,7 @@ def section_throughput(plan: Plan, report: Report, results: dict[str, dict[str, 
     base = ["train.progress=false", f"train.device={plan.device.type}", *plan.experiment]
     cfg0 = load_config(overrides=base)
     t0 = time.perf_counter()
-    ensure_data(cfg0, progress=False)
+    ensure_data(cfg0, progress=False, device=plan.device)  # the default experiment's file, generated if missing
     prep = time.perf_counter() - t0
     share_s = plan.throughput_s / len(VARIANTS)
     rows = ["| optimizer | precision | samples/s (median) | min–max | optimizer step share (median) | epochs timed |",
