@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from opspec.data import CanonicalFile, CanonicalWriter, OperatorDataset
+from opspec.data.__main__ import main as data_main
 from opspec.data.batches import epoch_loader
 from opspec.data.convert import convert
 from opspec.data.multifile import open_data
@@ -53,6 +54,13 @@ def test_folder_and_glob_read_as_one_split(darcy_file, tmp_path):
         assert ooc.blocks() == [(0, 2), (2, 4), (4, 6)]
         seen = torch.cat([a for a, *_ in epoch_loader(OperatorDataset(data, "train", in_memory=False), 5, 0, 1)])
         assert seen.shape[0] == 12 and torch.equal(seen.sum(0), torch.from_numpy(expected["train"][0]).sum(0)[None])
+
+
+def test_info_summarizes_a_folder(darcy_file, tmp_path, capsys):
+    _shards(darcy_file, tmp_path / "parts")
+    assert data_main(["info", str(tmp_path / "parts")]) == 0
+    out = capsys.readouterr().out
+    assert "3 canonical files" in out and "train: 12 samples in 3 files" in out
 
 
 def test_split_folders_and_bad_folders_are_one_line(darcy_file, tmp_path):

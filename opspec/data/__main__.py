@@ -7,7 +7,7 @@ import sys
 import time
 from typing import Sequence
 
-from opspec.data.canonical import CanonicalFile
+from opspec.data.multifile import open_data
 from opspec.data.convert import add_convert_parser
 from opspec.data.download import add_download_parsers
 from opspec.data.rechunk import add_rechunk_parser
@@ -49,7 +49,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     gen.add_argument("--device", help="burgers, navier_stokes: torch device of the solver (default cpu)")
     gen.add_argument("--out", required=True, help="the canonical HDF5 file to write")
     gen.add_argument("--force", action="store_true", help="replace an existing file")
-    info = sub.add_parser("info", help="summarize a canonical file (variables, shapes, attributes)")
+    info = sub.add_parser("info", help="summarize a canonical file, folder or glob (variables, shapes, attributes)")
     info.add_argument("file")
     add_convert_parser(sub)
     add_download_parsers(sub)
@@ -61,7 +61,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.command == "info":
-        print(CanonicalFile(args.file).describe())
+        print(open_data(args.file).describe())
         return 0
     if args.command != "generate":  # convert, download, list
         return args.func(args)
