@@ -64,7 +64,7 @@ def test_spectral_blocks_run_fp32_under_autocast_and_agree_with_fp32():
     with Precision("bf16", torch.device("cpu")).autocast():
         out = model(x)
     assert seen == [(torch.float32, torch.float32)] * 2  # the hook's cast precedes the recording hook's view
-    assert ((out.float() - reference).norm() / reference.norm()).item() < 3e-2  # bf16 has 8 mantissa bits
+    assert 1e-4 < ((out.float() - reference).norm() / reference.norm()).item() < 3e-2  # bf16: 8 mantissa bits (1e-2 here)
     out.float().square().mean().backward()
     assert all(p.grad.dtype == p.dtype for p in model.parameters())
     assert {p.dtype for p in model.parameters()} == {torch.float32, torch.complex64}
