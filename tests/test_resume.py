@@ -113,8 +113,8 @@ def test_a_kill_between_the_writes_of_an_epoch_is_repaired_on_resume(kill_at, ti
     resumed.fit()
 
     records = _records(run)
-    assert records == [{**r, "epoch_seconds": r2["epoch_seconds"], "samples_per_second": r2["samples_per_second"]}
-                       for r, r2 in zip(_records(tmp_path / "full"), records)]
+    exact = ("epoch", "train_loss", "lr", "test_rel_l2")  # the rest are timings
+    assert [{k: r[k] for k in exact} for r in records] == [{k: r[k] for k in exact} for r in _records(tmp_path / "full")]
     best_epoch = min(records, key=lambda r: r["test_rel_l2"])["epoch"]
     assert load_checkpoint(run / "best.pt")["epoch"] == best_epoch
     a, b = _weights(tmp_path / "full" / "last.pt"), _weights(run / "last.pt")
