@@ -85,6 +85,10 @@ def test_training_runs_in_reduced_precision(tiny_overrides, tmp_path, precision)
         assert all(v.dtype in (torch.float32, torch.complex64) for v in state.values() if torch.is_tensor(v) and v.ndim)
     payload = load_checkpoint(tmp_path / precision)
     assert bool(payload.get("grad_scaler")) == (precision == "fp16")
+    if precision == "fp16":  # the loss scale and its growth count come back on resume
+        payload["grad_scaler"]["scale"] *= 0.25  # a value the fresh scaler (65536) would not have
+        resumed = Trainer(load_config(base=payload["config"], overrides=["train.epochs=3"]), resume=payload)
+        assert resumed.precision.state_dict() == payload["grad_scaler"]
 
 
 @pytest.mark.cuda
