@@ -36,10 +36,11 @@ def test_dry_run_writes_every_section(tmp_path, capsys):
     assert re.search(r"\| Newton–Schulz, 8 × 16×16 complex, ≥ 50% of the bf16 matmul peak .*\| \d+% \(eager", targets)
     assert len(re.findall(r"\| Muon's step ≤ 10% of a training step of the default experiment \((fp32|bf16)\) \| \d+\.\d%", targets)) == 2
     throughput = text.split("## 4.")[1].split("\n## ")[0]
-    rows = re.findall(r"^\| (adamw|muon) \| (fp32|bf16) \| (\d+) \| \d+–\d+ \| (\d+\.\d)% \| (\d+) \|$", throughput, re.M)
+    rows = re.findall(r"^\| (adamw|muon) \| (fp32|bf16) \| (\d+) \| \d+–\d+ \| (\d+\.\d)% \| (\d+) \| \d+\.\d \|$", throughput, re.M)
     assert [(r[0], r[1]) for r in rows] == [("adamw", "fp32"), ("adamw", "bf16"), ("muon", "fp32"), ("muon", "bf16")]
     assert all(int(r[2]) > 0 and 0 < float(r[3]) < 100 and int(r[4]) >= 1 for r in rows)
     assert "Skipped: 0 CUDA device(s); needs 2." in text
+    assert "## 6. train.compile on the default experiment (Muon, bf16)" in text
 
 
 def test_without_cuda_the_real_check_refuses_in_one_line(tmp_path, capsys, monkeypatch):

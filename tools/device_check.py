@@ -16,6 +16,8 @@ Sections, each within its share of the time and reported even when another fails
    step's share of the epoch (timed with a device synchronize around each step).
 5. Two-GPU NCCL: `torchrun --nproc_per_node=2 -m opspec.train` on the default experiment, where
    there are two GPUs.
+6. train.compile=true on section 4's Muon/bf16 variant, when time is left: the first epoch (which
+   compiles) and samples/s against eager.
 
     python tools/device_check.py --out device_check.md     # on a CUDA machine
     python tools/device_check.py --dry-run --out /tmp/device_check.md   # tiny sizes on the CPU (CI)
@@ -286,11 +288,34 @@ def section_newton_schulz(plan: Plan, bench: Any, report: Report) -> list[str]:
 VARIANTS = (("adamw", "fp32"), ("adamw", "bf16"), ("muon", "fp32"), ("muon", "bf16"))
 
 
-def section_throughput(plan: Plan, report: Report, results: dict[str, dict[str, float]]) -> list[str]:
+def _measure(plan: Plan, overrides: list[str], seconds: float, run_dir: Path) -> dict[str, Any]:
+    """Whole epochs of one configuration for about `seconds` after a first (warm-up) epoch: samples/s
+    and the optimizer step's share of each later epoch, and the first epoch's seconds."""
     from tqdm import tqdm
 
     from opspec.config import load_config
-    from opspec.train import Trainer, ensure_data
+    from opspec.train import Trainer
+
+    trainer = Trainer(load_config(overrides=overrides + ["train.epochs=1000"]), run_dir=run_dir)
+    trainer.sync_timing = True  # synchronize around optimizer.step on CUDA, so it can be timed
+    rates, shares, first = [], [], 0.0
+    start, epoch = time.perf_counter(), 0
+    while epoch < 2 or time.perf_counter() - start < seconds + first:
+        epoch += 1
+        record = trainer.train_epoch(epoch, tqdm(disable=True))
+        if epoch == 1:  # allocations, cuBLAS/cuFFT plans, autotuning, compilation
+            first = record["epoch_seconds"]
+        else:
+            rates.append(record["samples_per_second"])
+            shares.append(record["optimizer_share"])
+    trainer.close()
+    return {"rate": statistics.median(rates), "min": min(rates), "max": max(rates), "share": statistics.median(shares),
+            "epochs": len(rates), "first": first}
+
+
+def section_throughput(plan: Plan, report: Report, results: dict[str, dict[str, Any]]) -> list[str]:
+    from opspec.config import load_config
+    from opspec.train import ensure_data
 
     base = ["train.progress=false", f"train.device={plan.device.type}", *plan.experiment]
     cfg0 = load_config(overrides=base)
@@ -298,34 +323,39 @@ def section_throughput(plan: Plan, report: Report, results: dict[str, dict[str, 
     ensure_data(cfg0, progress=False, device=plan.device)  # the default experiment's file, generated if missing
     prep = time.perf_counter() - t0
     share_s = plan.throughput_s / len(VARIANTS)
-    rows = ["| optimizer | precision | samples/s (median) | min–max | optimizer step share (median) | epochs timed |",
-            "|---|---|---|---|---|---|"]
+    rows = ["| optimizer | precision | samples/s (median) | min–max | optimizer step share (median) | epochs timed | first epoch s |",
+            "|---|---|---|---|---|---|---|"]
     with tempfile.TemporaryDirectory(prefix="opspec_device_check_") as tmp:
         for opt, precision in VARIANTS:
             extra = [f"optimizer.name={opt}", f"train.precision={precision}"] + (["optimizer.lr=3e-3"] if opt == "adamw" else [])
-            cfg = load_config(overrides=base + extra + ["train.epochs=1000"])
-            trainer = Trainer(cfg, run_dir=Path(tmp) / f"{opt}_{precision}")
-            trainer.sync_timing = True
-            rates, shares = [], []
-            start, epoch = time.perf_counter(), 0
-            while epoch < 2 or time.perf_counter() - start < share_s:
-                epoch += 1
-                record = trainer.train_epoch(epoch, tqdm(disable=True))
-                if epoch > 1:  # the first epoch warms up (allocations, cuBLAS/cuFFT plans, autotuning)
-                    rates.append(record["samples_per_second"])
-                    shares.append(record["optimizer_share"])
-            results[f"{opt}/{precision}"] = {"rate": statistics.median(rates), "share": statistics.median(shares)}
-            rows.append(f"| {opt} | {precision} | {statistics.median(rates):.0f} | {min(rates):.0f}–{max(rates):.0f} | "
-                        f"{100 * statistics.median(shares):.1f}% | {len(rates)} |")
-    muon = {k: v for k, v in results.items() if k.startswith("muon/")}
-    for key, r in muon.items():
-        report.targets.append(f"| Muon's step ≤ {MUON_SHARE_TARGET:.0%} of a training step of the default experiment "
-                              f"({key.split('/')[1]}) | {100 * r['share']:.1f}% | {'yes' if r['share'] <= MUON_SHARE_TARGET else 'no'} |")
+            r = results[f"{opt}/{precision}"] = _measure(plan, base + extra, share_s, Path(tmp) / f"{opt}_{precision}")
+            rows.append(f"| {opt} | {precision} | {r['rate']:.0f} | {r['min']:.0f}–{r['max']:.0f} | "
+                        f"{100 * r['share']:.1f}% | {r['epochs']} | {r['first']:.1f} |")
+    for key, r in results.items():
+        if key.startswith("muon/"):
+            report.targets.append(f"| Muon's step ≤ {MUON_SHARE_TARGET:.0%} of a training step of the default experiment "
+                                  f"({key.split('/')[1]}) | {100 * r['share']:.1f}% | {'yes' if r['share'] <= MUON_SHARE_TARGET else 'no'} |")
     overrides = " ".join(base[1:])
     return [f"Default experiment (`load_config()` with `{overrides}`), batch {cfg0.train.batch_size}, "
             f"{cfg0.data.n_train} training samples at {cfg0.data.train_resolution}; ~{share_s:.0f} s per variant after a "
             f"warm-up epoch (data ready in {prep:.0f} s). The optimizer share is the time of `optimizer.step` (device "
             "synchronized before and after) over the epoch's time.", "", *rows]
+
+
+def section_compile(plan: Plan, results: dict[str, dict[str, Any]]) -> list[str]:
+    """train.compile=true on the Muon/bf16 variant of section 4: compile time and samples/s against eager."""
+    base = ["train.progress=false", f"train.device={plan.device.type}", *plan.experiment,
+            "optimizer.name=muon", "train.precision=bf16"]
+    with tempfile.TemporaryDirectory(prefix="opspec_device_check_compile_") as tmp:
+        r = _measure(plan, base + ["train.compile=true"], plan.throughput_s / len(VARIANTS), Path(tmp) / "compiled")
+    eager = results.get("muon/bf16")
+    rows = ["| muon, bf16 | samples/s (median) | min–max | first epoch s (compiles) | epochs timed |", "|---|---|---|---|---|",
+            f"| train.compile=true | {r['rate']:.0f} | {r['min']:.0f}–{r['max']:.0f} | {r['first']:.1f} | {r['epochs']} |"]
+    if eager:
+        rows.append(f"| eager (section 4) | {eager['rate']:.0f} | {eager['min']:.0f}–{eager['max']:.0f} | {eager['first']:.1f} | "
+                    f"{eager['epochs']} |")
+        rows += ["", f"compiled / eager samples/s: {r['rate'] / eager['rate']:.2f}"]
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="opspec_device_check_data_") as work:
         plan = make_plan(args.dry_run, args.budget or (120.0 if args.dry_run else 470.0), Path(work))
         report = Report(plan)
-        results: dict[str, dict[str, float]] = {}
+        results: dict[str, dict[str, Any]] = {}
         bench = load_bench_optim(plan)
         report.section("1. CUDA tests", lambda: section_tests(plan, report), needs_s=60)
         report.section("2. bench_optim on the device", lambda: section_bench_optim(plan, bench), needs_s=60 + 0.3 * plan.throughput_s)
@@ -373,6 +403,9 @@ def main(argv: list[str] | None = None) -> int:
         report.section("4. Throughput of the default experiment: AdamW and Muon, fp32 and bf16",
                        lambda: section_throughput(plan, report, results), needs_s=plan.throughput_s + 0.3 * plan.throughput_s)
         report.section("5. Two-GPU NCCL", lambda: section_nccl(plan, report), needs_s=0.2 * plan.throughput_s)
+        report.section("6. train.compile on the default experiment (Muon, bf16)",
+                       (lambda: ["Skipped in the dry run: compiling the FNO takes minutes on a CPU."]) if plan.dry
+                       else (lambda: section_compile(plan, results)), needs_s=0.25 * plan.throughput_s + 100)
     atomic_write_text(args.out, report.text())
     print(f"wrote {args.out}")
     return 1 if report.failed else 0
