@@ -432,7 +432,7 @@ class Trainer:
         loader = epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
                               self.ranks.rank, world)
         sync = self.sync_timing and self.device.type == "cuda"
-        optimizer_seconds = 0.0
+        optimizer_seconds, lr = 0.0, self.optimizer.param_groups[0]["lr"]
         for step, (a, u, n_global, weight) in enumerate(loader, 1):
             a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
             lr = self.optimizer.param_groups[0]["lr"]
