@@ -263,3 +263,60 @@ def test_zenodo_checksum_is_kept_beside_the_raw_file(tmp_path, server, monkeypat
     out.unlink()
     with pytest.raises(OpspecError, match="md5 mismatch"):
         dl.download(source, tmp_path / "ds", **FAST)
+
+
+def test_extraction_removes_folders_left_by_a_killed_extraction(tmp_path):
+    import subprocess
+    import sys
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("inner/a.txt")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    archive = tmp_path / "a.tar"
+    archive.write_bytes(buf.getvalue())
+    dest = tmp_path / "a.tar.d"
+    killed = subprocess.run(
+        [sys.executable, "-c", "import os, signal, sys, tempfile\nfrom opspec.fileio import temp_prefix\n"
+         "t = tempfile.mkdtemp(prefix=temp_prefix(sys.argv[1]), suffix='.tmp', dir=os.path.dirname(sys.argv[1]))\n"
+         "open(os.path.join(t, 'half'), 'w').write('x')\nos.kill(os.getpid(), signal.SIGKILL)", str(dest)])
+    assert killed.returncode == -9 and len(list(tmp_path.glob(".a.tar.d.*.tmp"))) == 1
+    assert dl.extract(archive, "tar", dest) == dest
+    assert (dest / "inner" / "a.txt").read_bytes() == b"abc"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar", "a.tar.d"]
+
+
+def test_a_full_disk_while_downloading_is_one_line_and_keeps_the_part_file(tmp_path, server, monkeypatch):
+    body = b"z" * 50000
+    Handler.files["/f.bin"] = body
+    real_open = open
+
+    class FullAfter:
+        """A file object whose writes fail with ENOSPC once 20000 bytes are in."""
+
+        def __init__(self, fh):
+            self.fh, self.n = fh, 0
+
+        def write(self, block):
+            if self.n + len(block) > 20000:
+                self.fh.write(block[: 20000 - self.n])
+                self.n = 20000
+                raise OSError(28, "No space left on device")
+            self.n += len(block)
+            return self.fh.write(block)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(dl, "open", lambda p, mode="r": FullAfter(real_open(p, mode)) if "a" in mode or "w" in mode
+                        else real_open(p, mode), raising=False)
+    monkeypatch.setattr(dl, "BLOCK", 4096)
+    with pytest.raises(OpspecError, match=r"f\.bin\.part: cannot write \(No space left on device\); 20000 bytes kept"):
+        dl.fetch(f"{server}/f.bin", tmp_path / "f.bin", size=len(body), checksum=md5(body), **FAST)
+    assert len(Handler.log) == 1 and (tmp_path / "f.bin.part").stat().st_size == 20000
+    monkeypatch.undo()
+    assert dl.fetch(f"{server}/f.bin", tmp_path / "f.bin", size=len(body), checksum=md5(body), **FAST).read_bytes() == body

@@ -28,10 +28,11 @@ from pathlib import Path
 
 from opspec.data import sources
 from opspec.data.convert import convert
-from opspec.data.outputs import check_output_folder
+from opspec.data.canonical import is_write_failure, os_reason
+from opspec.data.outputs import check_output_folder, check_space
 from opspec.data.sources import SOURCES, Source
 from opspec.errors import OpspecError
-from opspec.fileio import atomic_path
+from opspec.fileio import atomic_path, remove_stale_temps, temp_prefix
 
 DEFAULT_DEST = Path("datasets")
 BLOCK = 1 << 20
@@ -107,6 +108,12 @@ def _transfer(url: str, part: Path, *, size: int | None, timeout: float, bar) ->
             raise ConnectionError(f"connection closed after {received} of {expected} bytes")
 
 
+def _kept(part: Path) -> str:
+    """What a failed transfer leaves: the part file to resume from, named only when it holds bytes."""
+    have = part.stat().st_size if part.exists() else 0
+    return f"{have} bytes kept in {part}, run again to resume" if have else "nothing was saved, run again"
+
+
 def fetch(
     url: str,
     path: str | os.PathLike,
@@ -128,6 +135,8 @@ def fetch(
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
     part = path.with_name(path.name + ".part")
+    if size is not None:
+        check_space(part, size - (part.stat().st_size if part.exists() else 0), flag="--dest")
     with tqdm(total=size, unit="B", unit_scale=True, desc=path.name, disable=not progress) as bar:
         for attempt in range(retries + 1):
             try:
@@ -135,10 +144,12 @@ def fetch(
                 break
             except NETWORK_ERRORS as err:
                 if attempt == retries:
-                    have = part.stat().st_size if part.exists() else 0
-                    kept = f"{have} bytes kept in {part}, run again to resume" if have else "nothing was saved, run again"
-                    raise OpspecError(f"{url}: download failed after {retries + 1} attempts ({err}); {kept}") from None
+                    raise OpspecError(f"{url}: download failed after {retries + 1} attempts ({err}); {_kept(part)}") from None
                 time.sleep(backoff * (attempt + 1))
+            except OSError as err:  # the disk, not the network: retrying would not help
+                if not is_write_failure(err):
+                    raise
+                raise OpspecError(f"{part}: cannot write ({os_reason(err)}); {_kept(part)}") from None
     try:
         verify(part, size=size, checksum=checksum, what=url, then="; the corrupt download was removed, run again")
     except OpspecError:
@@ -178,7 +189,8 @@ def extract(archive: Path, kind: str, dest: Path) -> Path:
     """Unpack a tar or zip archive into `dest` (created atomically from a temp folder); regular files only."""
     if dest.exists():
         return dest
-    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", dir=dest.parent))
+    remove_stale_temps(dest)  # folders left by extractions that were killed
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(dest), suffix=".tmp", dir=dest.parent))
     try:
         if kind == "tar":
             with tarfile.open(archive) as tar:
