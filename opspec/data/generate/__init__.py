@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from opspec.data.canonical import CanonicalWriter
+from opspec.data.generate.validate import check_int
 from opspec.data.outputs import check_space
 from opspec.data.timesplit import TimeSplit
 from opspec.grids import axis
@@ -93,8 +94,8 @@ def _navier_stokes(resolution: int, n: int, seed: int, batch_size: int, progress
     viscosity = 1e-3 if viscosity is None else viscosity
     t_in = 10 if t_in is None else t_in
     t_out = 10 if t_out is None else t_out
-    if t_in < 1 or t_out < 1:
-        raise ValueError(f"t_in and t_out: expected snapshot counts >= 1, got {t_in} and {t_out}")
+    check_int("t_in", t_in, 1, "input snapshots at t = 1..t_in")
+    check_int("t_out", t_out, 1, "output snapshots after t_in")
     solve_resolution = resolution if solve_resolution is None else solve_resolution
     time_step = ns.default_time_step(solve_resolution) if time_step is None else time_step
     times = np.arange(1, t_in + t_out + 1, dtype=np.float64)
