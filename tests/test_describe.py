@@ -28,13 +28,15 @@ def test_fno_rows_match_a_hand_count():
     assert (bias.treatment, bias.matrices, bias.lr) == ("adamw", 0, 0.003)
 
 
-def test_tfno_rows_show_the_factor_matrices_and_the_core_on_adamw():
+def test_tfno_rows_show_the_factorized_parts_on_adamw_and_overrides():
     torch.manual_seed(0)
     model = TFNO(n_modes=(12, 12), in_channels=1, out_channels=1, hidden_channels=32, n_layers=2, rank=0.42)
     rows = {r.name: r for r in describe(model, "muon", lr=0.02, adjust_lr="original")}
     core = rows["fno_blocks.convs.0.weight.core"]
     assert core.treatment == "adamw" and "Tucker core" in core.what
-    factor = rows["fno_blocks.convs.0.weight.factors.factor_2"]  # (12 modes × rank)
+    assert rows["fno_blocks.convs.0.weight.factors.factor_2"].treatment == "adamw"
+    muon_factors = {r.name: r for r in describe(model, "muon", lr=0.02, adjust_lr="original", treat={"*.factors.*": "matrix"})}
+    factor = muon_factors["fno_blocks.convs.0.weight.factors.factor_2"]  # (12 modes × rank)
     assert (factor.layout, factor.matrices, (factor.rows, factor.cols)) == ("matrix", 1, tuple(factor.shape))
     assert math.isclose(factor.scale, math.sqrt(max(1.0, factor.rows / factor.cols)))
     naive = {r.name: r for r in describe(model, "muon", treat={"*": "shape"})}

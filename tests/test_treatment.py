@@ -44,12 +44,14 @@ def test_dense_fno_is_treated_as_before_and_grouped_as_before():
     assert [g["use_spectral"] for g in opt.param_groups] == [True, False]
 
 
-def test_tucker_factors_are_matrices_and_the_core_goes_to_adamw():
+def test_tucker_core_and_factors_go_to_adamw():
+    """Measured (docs/models.md): AdamW on every factorized part beat Muon on the factors and the shape rule."""
     model = _model("model.name=tfno", "model.options.rank=0.42")
     t = _treatments(model)
     assert t["fno_blocks.convs.0.weight.core"][0] is None and "Tucker core" in t["fno_blocks.convs.0.weight.core"][1]
     for k in range(4):
-        assert t[f"fno_blocks.convs.1.weight.factors.factor_{k}"] == ("matrix", "Tucker factor (n_k × r_k)")
+        assert t[f"fno_blocks.convs.1.weight.factors.factor_{k}"] == (None, "Tucker factor (n_k × r_k)")
+    assert t["fno_blocks.fno_skips.0.conv.weight"][0] == "conv"  # the dense matrices stay Muon's
     # the old shape rule took the (r_in, r_out, r_m1, r_m2) core as per-mode matrices: the bug this fixes
     core = dict(model.named_parameters())["fno_blocks.convs.0.weight.core"]
     assert infer_layout(core) == "per_mode"
@@ -106,10 +108,11 @@ def test_an_unrecognized_matrix_goes_to_adamw_with_a_warning_naming_it():
 
 def test_overrides_by_name_pattern_first_match_wins():
     model = _model("model.name=tfno", "model.options.rank=0.42")
-    t = _treatments(model, overrides={"*.convs.0.weight.core": "flatten", "*.core": "shape", "*factor_3": "adamw"})
+    t = _treatments(model, overrides={"*.convs.0.weight.core": "flatten", "*.core": "shape", "*factor_3": "matrix"})
     assert t["fno_blocks.convs.0.weight.core"][0] == "flatten"
     assert t["fno_blocks.convs.1.weight.core"][0] == "per_mode"
-    assert t["fno_blocks.convs.1.weight.factors.factor_3"][0] is None
+    assert t["fno_blocks.convs.1.weight.factors.factor_3"][0] == "matrix"
+    assert t["fno_blocks.convs.1.weight.factors.factor_2"][0] is None
     groups, _ = parameter_groups(model, treat={"*.core": "flatten"})
     flat = [g for g in groups if g.get("layout") == "flatten"]
     assert len(flat) == 1 and len(flat[0]["params"]) == 2
