@@ -34,7 +34,7 @@ import torch
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from opspec.data.__main__ import main as data_main
-from opspec.data.generate import generate_dataset
+from opspec.data.canonical import CanonicalWriter
 from opspec.evaluate import main as evaluate_main
 from opspec.train import main as train_main
 
@@ -99,7 +99,11 @@ def world(darcy_file, tmp_path_factory) -> Path:
     """Data files, a trained run and broken inputs, all addressed relative to the folder."""
     w = tmp_path_factory.mktemp("world")
     shutil.copy(darcy_file, w / "darcy.h5")
-    generate_dataset("burgers", w / "burgers.h5", resolution=16, n_train=4, n_test=2, seed=0, progress=False)
+    x16 = np.arange(16) / 16
+    with CanonicalWriter(w / "burgers.h5", problem="burgers", coords={"x": x16}, grid="periodic") as writer:
+        for split, n in (("train", 4), ("test", 2)):
+            writer.add_split(split, n)
+            writer.append(split, np.sin(2 * np.pi * x16) * np.ones((n, 1)), np.cos(2 * np.pi * x16) * np.ones((n, 1)))
     arrays = _darcy_arrays(w / "darcy.h5")
     write_plain(w / "plain.h5", arrays, ROOT)
     write_plain(w / "version_abc.h5", arrays, {**ROOT, "format_version": "abc"})
