@@ -100,9 +100,13 @@ def run_variant(args: argparse.Namespace) -> dict:
     steps = samples = 0
     epoch = 0
     start = first = time.perf_counter()
+    waited = 0.0  # time the timed steps spent waiting for their batch
     while steps <= args.steps:
         epoch += 1
+        asked = time.perf_counter()
         for a, u, n_global, weight in epoch_loader(data, args.batch_size, 0, epoch, workers):
+            if steps > 0:
+                waited += time.perf_counter() - asked
             optimizer.zero_grad(set_to_none=True)
             loss = relative_l2(model(a), u).mean()
             loss.backward()
@@ -114,11 +118,12 @@ def run_variant(args: argparse.Namespace) -> dict:
             steps += 1
             if steps > args.steps:
                 break
+            asked = time.perf_counter()
     seconds = time.perf_counter() - start
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else 0.0
     return {"variant": args.variant, "samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
-            "warmup_seconds": start - first,
+            "warmup_seconds": start - first, "wait_seconds": waited,
             "train_samples": len(data), "load_seconds": load_seconds, "rss_mib": self_rss, "worker_rss_mib": worker_rss,
             "workers": workers, "peak_rss_mib": self_rss + workers * worker_rss}
 
@@ -167,7 +172,7 @@ def main() -> None:
                 runs[variant].append(r)
                 extra = f", {r['workers']} worker(s) peak {r['worker_rss_mib']:.0f} MiB each" if r["workers"] else ""
                 print(f"round {round_ + 1} {variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} "
-                      f"samples after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
+                      f"samples ({r['wait_seconds']:.1f} of {r['seconds']:.1f} s waiting for data) after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
                       f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}", flush=True)
         rate = {v: statistics.median(r["samples_per_s"] for r in rs) for v, rs in runs.items()}
         peak = max(r["peak_rss_mib"] for r in runs["out-of-core"])

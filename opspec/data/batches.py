@@ -16,6 +16,7 @@ this rank's shares, while the model trains on the previous window.
 
 from __future__ import annotations
 
+import os
 from typing import Iterator
 
 import numpy as np
@@ -63,6 +64,7 @@ class SharedBatches(Dataset):
         return a, u, n_global, weight
 
 
+WORKER_NICENESS = 10  # reading workers run at a lower priority than training (os.nice)
 WINDOW_BYTES = 64 * 2**20  # stored bytes of one out-of-core window (a worker holds one while it strides it)
 
 
@@ -100,6 +102,12 @@ class WindowShares(Dataset):
         return out
 
 
+def _background(worker_id: int) -> None:
+    """A reading worker yields the CPU to the training process: it only has to stay a window ahead, and on a
+    busy machine a worker taking a core from the model's threads stalls them at every parallel region."""
+    os.nice(WORKER_NICENESS)
+
+
 class WindowedLoader:
     """Iterates a DataLoader of windows as the (a, u, samples in the global batch, weight) shares they hold."""
 
@@ -132,7 +140,7 @@ def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epo
     window_bytes = WINDOW_BYTES if window_bytes is None else window_bytes
     windows = epoch_windows(dataset.blocks(), batch_size, seed, epoch, max(batch_size, window_bytes // sample_bytes))
     loader = DataLoader(WindowShares(dataset, windows, batch_size, rank, world_size), batch_size=None,
-                        shuffle=False, num_workers=num_workers)
+                        shuffle=False, num_workers=num_workers, worker_init_fn=_background if num_workers else None)
     return WindowedLoader(loader, sum(-(-len(w) // batch_size) for w in windows))
 
 
