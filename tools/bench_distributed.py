@@ -75,14 +75,12 @@ def _timed(fn, spent: list[float]):
 
 
 def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str) -> None:
-    import opspec.optim.muon as muon_module
     import opspec.optim.sharding as sharding_module
-    import opspec.optim.specmuon as specmuon_module
+    import opspec.optim.step as step_module
 
     spent: list[float] = [0.0]
     gathering: list[float] = [0.0]
-    muon_module.run_sharded = _timed(muon_module.run_sharded, spent)
-    specmuon_module.run_sharded = _timed(specmuon_module.run_sharded, spent)
+    step_module.run_sharded = _timed(step_module.run_sharded, spent)  # the one skeleton every spectral optimizer steps through
     sharding_module.dist.all_gather = _timed(dist.all_gather, gathering)
     torch.set_num_threads(args.threads)
     if world > 1:
