@@ -244,3 +244,12 @@ def test_muon_matches_torch_muon_over_several_steps_with_nesterov(rule, float32_
     plain = _trajectory(lambda p: torch.optim.Muon(p, **{**common, "nesterov": False}, adjust_lr_fn=rule, ns_steps=5,
                                                    eps=1e-7, ns_coefficients=(3.4445, -4.775, 2.0315)))
     assert max(((a - b).norm() / (b - w0).norm()).item() for a, b, w0 in zip(plain, theirs, start)) > 1e-3
+
+
+def test_relative_l2_adds_eps_to_the_reference_norm():
+    """Killed mutant (mutmut): `diff / (ref - eps)`; eps guards an all-zero target, so it must be added."""
+    from opspec.metrics import relative_l2
+
+    true = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
+    pred = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
+    torch.testing.assert_close(relative_l2(pred, true, eps=1.0), torch.tensor([5 / 6, 1.0]))
