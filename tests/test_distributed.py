@@ -62,6 +62,8 @@ def test_run_sharded_without_a_group_runs_locally():
 
 
 class _Indices(torch.utils.data.Dataset):
+    in_memory = True  # indexed with whole shares, as an OperatorDataset held in memory
+
     def __len__(self) -> int:
         return 12
 
