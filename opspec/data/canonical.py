@@ -611,6 +611,11 @@ class CanonicalFile:
             return int(ds.chunks[0])
         return chunk_rows(self.sample_bytes(split) // 2, self.n_samples(split))
 
+    def blocks(self, split: str) -> list[tuple[int, int]]:
+        """Sample ranges [start, stop) of the stored chunks, in order: what one contiguous read fetches."""
+        n, k = self.n_samples(split), self.chunk_rows(split)
+        return [(lo, min(lo + k, n)) for lo in range(0, n, k)]
+
     def sample_bytes(self, split: str) -> int:
         """Stored bytes of one sample of `a` plus `u` (the stored grid, float32)."""
         return sum(4 * int(np.prod(self.shapes[self._split(split)][v][1:])) for v in VARIABLES)
