@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+import h5py
 import numpy as np
 
 from opspec.data.canonical import check_real_dtype
@@ -120,3 +121,27 @@ class ForeignFile:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class HDF5File(ForeignFile):
+    """A reader over one open HDF5 file: opens it, builds `self.layout` by the subclass's `_layout`,
+    and closes the file again if that fails (PDEBench, The Well, PDEArena)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        super().__init__(path)
+        try:
+            self._h5 = h5py.File(self.path, "r")
+        except OSError as err:
+            raise OpspecError(f"{self.path}: cannot open as HDF5 (truncated or not HDF5? {err})") from None
+        try:
+            self.layout = self._layout()
+        except BaseException:
+            self._h5.close()
+            raise
+
+    def _layout(self) -> Layout:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self._h5.close()
+

@@ -11,12 +11,11 @@ kept as attributes (`source_buo_y_min`, `source_buo_y_max`).
 
 from __future__ import annotations
 
-import os
 
 import h5py
 import numpy as np
 
-from opspec.data.formats.base import ForeignFile, Layout
+from opspec.data.formats.base import HDF5File, Layout
 from opspec.grids import cell_centres
 from opspec.errors import OpspecError
 
@@ -32,22 +31,10 @@ def pdearena_group(h5: h5py.File) -> str | None:
     return None
 
 
-class PDEArenaFile(ForeignFile):
+class PDEArenaFile(HDF5File):
     """One PDEArena Navier–Stokes 2-D shard: trajectories → samples, (u, vx, vy) → channels."""
 
     format = "pdearena"
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(path)
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise OpspecError(f"{self.path}: cannot open as HDF5 (truncated or not HDF5? {err})") from None
-        try:
-            self.layout = self._layout()
-        except BaseException:
-            self._h5.close()
-            raise
 
     def _layout(self) -> Layout:
         h5, path = self._h5, self.path
@@ -79,6 +66,3 @@ class PDEArenaFile(ForeignFile):
         g = self._h5[self.split]
         u = np.stack([np.asarray(g[f][start:stop], dtype=np.float32) for f in FIELDS], axis=2)  # (k, T, 3, x, y)
         return u[:, 0], u
-
-    def close(self) -> None:
-        self._h5.close()

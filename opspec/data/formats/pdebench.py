@@ -12,13 +12,12 @@ All three are cell-centred grids, so they are stored with the periodic stride ru
 
 from __future__ import annotations
 
-import os
 
 import h5py
 import numpy as np
 
 from opspec.data.canonical import check_real_dtype
-from opspec.data.formats.base import ForeignFile, Layout, check_consistent
+from opspec.data.formats.base import HDF5File, Layout, check_consistent
 from opspec.errors import OpspecError
 from opspec.grids import cell_centres
 
@@ -43,22 +42,10 @@ def _scalar_attrs(attrs: h5py.AttributeManager) -> dict:
     return out
 
 
-class PDEBenchFile(ForeignFile):
+class PDEBenchFile(HDF5File):
     """One PDEBench HDF5 file (Burgers 1D, Darcy 2D or incompressible Navier–Stokes 2D), chosen by its keys."""
 
     format = "pdebench"
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(path)
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise OpspecError(f"{self.path}: cannot open as HDF5 (truncated or not HDF5? {err})") from None
-        try:
-            self.layout = self._layout()
-        except BaseException:
-            self._h5.close()
-            raise
 
     def _shape(self, key: str) -> tuple[int, ...]:
         node = self._h5[key]
@@ -142,6 +129,3 @@ class PDEBenchFile(ForeignFile):
         state = np.concatenate([v, p], axis=-1)
         a = np.concatenate([state[:, 0], f], axis=-1)
         return np.moveaxis(a, -1, 1), np.moveaxis(state[:, 1:], -1, 2)
-
-    def close(self) -> None:
-        self._h5.close()

@@ -16,12 +16,11 @@ in the attribute `source_skipped_fields`).
 
 from __future__ import annotations
 
-import os
 
 import h5py
 import numpy as np
 
-from opspec.data.formats.base import ForeignFile, Layout
+from opspec.data.formats.base import HDF5File, Layout
 from opspec.errors import OpspecError
 
 FIELD_GROUPS = ("t0_fields", "t1_fields", "t2_fields")
@@ -42,22 +41,10 @@ def is_well(h5: h5py.File) -> bool:
     return "dimensions" in h5 and any(g in h5 for g in FIELD_GROUPS)
 
 
-class WellFile(ForeignFile):
+class WellFile(HDF5File):
     """One HDF5 file of The Well: trajectories → samples, fields (and their components) → channels."""
 
     format = "well"
-
-    def __init__(self, path: str | os.PathLike) -> None:
-        super().__init__(path)
-        try:
-            self._h5 = h5py.File(self.path, "r")
-        except OSError as err:
-            raise OpspecError(f"{self.path}: cannot open as HDF5 (truncated or not HDF5? {err})") from None
-        try:
-            self.layout = self._layout()
-        except BaseException:
-            self._h5.close()
-            raise
 
     def _layout(self) -> Layout:
         h5, path = self._h5, self.path
@@ -144,6 +131,3 @@ class WellFile(ForeignFile):
             parts.append(np.moveaxis(block, -1, 2))  # (k, T, channels, *space)
         u = np.concatenate(parts, axis=2)
         return u[:, 0], u
-
-    def close(self) -> None:
-        self._h5.close()
