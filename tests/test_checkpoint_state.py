@@ -261,3 +261,13 @@ def test_reconcile_without_metrics_trusts_the_checkpoint_and_writes_the_file(tmp
     del old["best"], old["best_epoch"]  # a checkpoint from before best_epoch existed
     state = reconcile_run(run, old)
     assert (state.best, state.best_epoch) == (math.inf, 0)
+
+
+def test_reconcile_after_a_torn_multibyte_character_in_metrics(tmp_path):
+    """A kill mid-append can cut a UTF-8 character: resume must rewrite the file, not fail to decode it."""
+    run, payload = _run(tmp_path, [1, 2], ckpt_epoch=2, errors={1: 0.5, 2: 0.4}, best_pt_epoch=2)
+    with (run / "metrics.jsonl").open("ab") as fh:
+        fh.write(b'{"epoch": 3, "note": "\xe2\x82')
+    state = reconcile_run(run, payload)
+    assert [r["epoch"] for r in state.records] == [1, 2]
+    assert [json.loads(x)["epoch"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2]
