@@ -253,3 +253,55 @@ def test_relative_l2_adds_eps_to_the_reference_norm():
     true = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     pred = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
     torch.testing.assert_close(relative_l2(pred, true, eps=1.0), torch.tensor([5 / 6, 1.0]))
+
+
+# ------------------------------------------------------------------------------------------- readers (mutmut)
+
+
+def _write_mat73(path, arrays: dict[str, np.ndarray]) -> None:
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 after a 512-byte header, every array's axes reversed."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for key, value in arrays.items():
+            f[key] = np.ascontiguousarray(value.transpose())
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116)
+    with open(path, "r+b") as fh:
+        fh.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")
+
+
+@pytest.mark.parametrize("version", ["v5", "v73"])
+def test_navier_stokes_mat_keeps_the_files_own_snapshot_times(version, tmp_path):
+    """Killed mutants (mutmut): the reader ignoring the file's `t` and writing 1..T instead. The times here
+    are not 1..T, and a file without `t` gets exactly 1..T."""
+    import scipy.io
+
+    from opspec.data.convert import convert
+
+    rng = np.random.default_rng(1)
+    a, u = rng.standard_normal((5, 6, 6)), rng.standard_normal((5, 6, 6, 3))
+    times = np.array([[0.5, 1.0, 1.5]])
+    for name, arrays, expected in (("with_t", {"a": a, "u": u, "t": times}, [0.5, 1.0, 1.5]),
+                                   ("without_t", {"a": a, "u": u}, [1.0, 2.0, 3.0])):
+        src = tmp_path / f"ns_{name}.mat"
+        if version == "v5":
+            scipy.io.savemat(src, arrays)
+        else:
+            _write_mat73(src, arrays)
+        out = convert(src, tmp_path / f"{name}_{version}.h5", problem="navier_stokes", split=4)
+        with h5py.File(out, "r") as f:
+            np.testing.assert_allclose(f["train/t"][()], expected)
+            np.testing.assert_allclose(f["test/u"][()], np.moveaxis(u[4:], -1, 1).astype(np.float32))
+
+
+def test_neuralop_pt_is_unpickled_weights_only(tmp_path):
+    """Killed mutant (mutmut): `weights_only=False` would run a foreign file's pickled code; a file holding
+    anything but tensors and plain containers must be refused in one OpspecError."""
+    from fractions import Fraction
+
+    from opspec.data.convert import convert
+    from opspec.errors import OpspecError
+
+    x = torch.rand(4, 8, 8)
+    torch.save({"x": x, "y": x.clone(), "extra": Fraction(1, 3)}, tmp_path / "darcy_train_8.pt")
+    with pytest.raises(OpspecError, match="darcy_train_8.pt"):
+        convert(tmp_path / "darcy_train_8.pt", tmp_path / "out.h5", problem="darcy", split=3)
+    assert not (tmp_path / "out.h5").exists()
