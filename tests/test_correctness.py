@@ -305,3 +305,19 @@ def test_neuralop_pt_is_unpickled_weights_only(tmp_path):
     with pytest.raises(OpspecError, match="darcy_train_8.pt"):
         convert(tmp_path / "darcy_train_8.pt", tmp_path / "out.h5", problem="darcy", split=3)
     assert not (tmp_path / "out.h5").exists()
+
+
+@pytest.mark.parametrize("space", [(8,), (8, 8)])
+def test_neuralop_pt_drops_a_size_one_channel_axis_of_x_and_y(space, tmp_path):
+    """Surviving mutants (mutmut) showed no test fed `y` with a channel axis: (N, 1, *space) must become
+    (N, *space) for both x and y, in 1-D and 2-D, with the values in place."""
+    from opspec.data.convert import convert
+
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(5, 1, *space, generator=gen), torch.rand(5, 1, *space, generator=gen)
+    torch.save({"x": x, "y": y}, tmp_path / "data.pt")
+    out = convert(tmp_path / "data.pt", tmp_path / "out.h5", problem="darcy" if len(space) == 2 else "burgers", split=4)
+    with h5py.File(out, "r") as f:
+        assert f["train/a"].shape == (4, *space) and f["test/u"].shape == (1, *space)
+        np.testing.assert_array_equal(f["train/a"][()], x[:4, 0].numpy())
+        np.testing.assert_array_equal(f["test/u"][()], y[4:, 0].numpy())
