@@ -22,7 +22,10 @@ Sections, each within its share of the time and reported even when another fails
     python tools/device_check.py --out device_check.md     # on a CUDA machine
     python tools/device_check.py --dry-run --out /tmp/device_check.md   # tiny sizes on the CPU (CI)
 
-On a machine without opspec's Python dependencies, carry them as wheels: tools/device_wheels.sh.
+On a machine without opspec's Python dependencies, carry them as wheels: here,
+`python tools/device_wheels.py --dest .whl` (with `.whl/` in .git/info/exclude); there,
+`python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:$PWD
+python3 tools/device_check.py --out $OUT/device_check.md`.
 """
 
 from __future__ import annotations
