@@ -3,7 +3,7 @@
     python tools/bench_optim_against.py 50a49dd --cases 1,2,3 --rounds 2
 
 Checks the commit out into a temporary git worktree, then runs `tools/bench_optim.py` there and
-here in turns (old, new, old, new, …) so both see the same machine load, and prints, for every
+here in turns (old, new, new, old, …) so both see the same machine load, and prints, for every
 row of every case, the median optimizer-step time of each side and new / old.
 """
 
@@ -57,7 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("rev", help="the earlier commit (e.g. 50a49dd)")
     parser.add_argument("--cases", default="1,2,3")
-    parser.add_argument("--rounds", type=int, default=2, help="runs of each side, alternating")
+    parser.add_argument("--rounds", type=int, default=2, help="runs of each side, in ABBA order")
     parser.add_argument("--repeats", type=int, default=5, help="bench_optim's timed rounds per case")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
@@ -67,7 +67,8 @@ def main() -> None:
         try:
             samples: dict[str, dict[tuple[str, str], list[float]]] = {"old": defaultdict(list), "new": defaultdict(list)}
             for k in range(args.rounds):
-                for side, tree in (("old", old), ("new", ROOT)):
+                order = (("old", old), ("new", ROOT))
+                for side, tree in (order if k % 2 == 0 else order[::-1]):  # ABBA: neither side always runs second
                     print(f"round {k + 1}/{args.rounds}: {side}", file=sys.stderr, flush=True)
                     for key, ms in step_times(run(tree, args)).items():
                         samples[side][key].append(ms)
