@@ -19,10 +19,9 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 import warnings
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 

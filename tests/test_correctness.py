@@ -15,7 +15,6 @@ import inspect
 import json
 import random
 import shutil
-from pathlib import Path
 
 import h5py
 import numpy as np

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import opspec.data.canonical as canonical
-from opspec.data import CanonicalFile, OperatorDataset, write_canonical
+from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader, epoch_windows
 from opspec.data.rechunk import rechunk
 from opspec.errors import OpspecError
