@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 
 import opspec.optim.polar  # noqa: F401  (the module, for the fixture below)
@@ -41,3 +43,25 @@ def _float32_polar_on_cpu(monkeypatch):
     """polar's CPU default is bf16 where the CPU has bf16 hardware and float32 elsewhere; tests assume
     float32 so they mean the same on every CPU (the bf16 path is tested with compute_dtype=bf16)."""
     monkeypatch.setattr(sys.modules["opspec.optim.polar"], "cpu_has_bf16_matmul", lambda: False)
+
+
+class StopAfter(Exception):
+    """Raised by `stop_after` to interrupt a Trainer after an epoch (a crash stand-in)."""
+
+
+def stop_after(epoch: int):
+    def callback(trainer, record):
+        if record["epoch"] == epoch:
+            raise StopAfter
+
+    return callback
+
+
+def write_mat73(path, arrays: dict[str, np.ndarray]) -> None:
+    """A MATLAB v7.3 file as MATLAB writes it: HDF5 after a 512-byte MAT header, every array's axes reversed."""
+    with h5py.File(path, "w", userblock_size=512) as f:
+        for key, value in arrays.items():
+            f[key] = np.ascontiguousarray(value.transpose())
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116)
+    with open(path, "r+b") as fh:
+        fh.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")

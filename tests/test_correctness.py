@@ -27,6 +27,7 @@ from opspec.data.canonical import CanonicalFile, CanonicalWriter
 from opspec.evaluate import evaluate_model, main as evaluate_main
 from opspec.optim import Muon
 from opspec.train import Trainer
+from conftest import StopAfter, stop_after, write_mat73
 
 
 def numpy_rel_l2(pred: np.ndarray, true: np.ndarray) -> np.ndarray:
@@ -136,16 +137,6 @@ def test_fno_learns_a_fourier_diagonal_operator_to_a_stated_error(tmp_path):
 # ------------------------------------------------------------------------------------------- RNG restore
 
 
-class StopAfter(Exception):
-    pass
-
-
-def _stop_after(epoch: int):
-    def callback(trainer, record):
-        if record["epoch"] == epoch:
-            raise StopAfter
-
-    return callback
 
 
 def _with_dropout(trainer: Trainer) -> Trainer:
@@ -166,7 +157,7 @@ def test_resume_restores_every_rng_and_only_then_matches(tiny_overrides, tmp_pat
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=3"])
     full = _with_dropout(Trainer(cfg, run_dir=tmp_path / "full"))
     full.fit()
-    stopped = _with_dropout(Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[_stop_after(1)]))
+    stopped = _with_dropout(Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[stop_after(1)]))
     with pytest.raises(StopAfter):
         stopped.fit()
     shutil.copytree(tmp_path / "stopped", tmp_path / "stopped_copy")
@@ -257,14 +248,6 @@ def test_relative_l2_adds_eps_to_the_reference_norm():
 # ------------------------------------------------------------------------------------------- readers (mutmut)
 
 
-def _write_mat73(path, arrays: dict[str, np.ndarray]) -> None:
-    """A MATLAB v7.3 file as MATLAB writes it: HDF5 after a 512-byte header, every array's axes reversed."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        for key, value in arrays.items():
-            f[key] = np.ascontiguousarray(value.transpose())
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116)
-    with open(path, "r+b") as fh:
-        fh.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")
 
 
 @pytest.mark.parametrize("version", ["v5", "v73"])
@@ -284,7 +267,7 @@ def test_navier_stokes_mat_keeps_the_files_own_snapshot_times(version, tmp_path)
         if version == "v5":
             scipy.io.savemat(src, arrays)
         else:
-            _write_mat73(src, arrays)
+            write_mat73(src, arrays)
         out = convert(src, tmp_path / f"{name}_{version}.h5", problem="navier_stokes", split=4)
         with h5py.File(out, "r") as f:
             np.testing.assert_allclose(f["train/t"][()], expected)

@@ -14,18 +14,11 @@ from opspec.data.canonical import CanonicalFile
 from opspec.data.convert import add_convert_parser, convert, run_convert
 from opspec.data.formats import detect_format, open_foreign
 from opspec.errors import OpspecError
+from conftest import write_mat73
 
 RNG = np.random.default_rng(0)
 
 
-def write_mat73(path, arrays: dict[str, np.ndarray]) -> None:
-    """A MATLAB v7.3 file as MATLAB writes it: HDF5 after a 512-byte MAT header, every array's axes reversed."""
-    with h5py.File(path, "w", userblock_size=512) as f:
-        for key, value in arrays.items():
-            f[key] = np.ascontiguousarray(value.transpose())
-    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116)
-    with open(path, "r+b") as fh:
-        fh.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")
 
 
 def read_all(path):

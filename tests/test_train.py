@@ -16,18 +16,9 @@ from opspec.checkpoint import load_checkpoint
 from opspec.config import load_config
 from opspec.evaluate import main as evaluate_main
 from opspec.train import Trainer, main as train_main
+from conftest import StopAfter, stop_after
 
 
-class StopAfter(Exception):
-    pass
-
-
-def _stop_after(epoch: int):
-    def callback(trainer, record):
-        if record["epoch"] == epoch:
-            raise StopAfter
-
-    return callback
 
 
 def _weights(trainer: Trainer) -> dict[str, torch.Tensor]:
@@ -59,7 +50,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_overrides, tmp
     full = Trainer(cfg, run_dir=tmp_path / "full")
     full.fit()
 
-    stopped = Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[_stop_after(2)])
+    stopped = Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[stop_after(2)])
     with pytest.raises(StopAfter):
         stopped.fit()
     payload = load_checkpoint(tmp_path / "stopped")
@@ -86,7 +77,7 @@ def test_resume_cli_extends_a_run(tiny_overrides):
 
 def test_crash_while_saving_keeps_the_previous_checkpoint(tiny_overrides, tmp_path, monkeypatch):
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=2"])
-    trainer = Trainer(cfg, run_dir=tmp_path / "run", callbacks=[_stop_after(1)])
+    trainer = Trainer(cfg, run_dir=tmp_path / "run", callbacks=[stop_after(1)])
     with pytest.raises(StopAfter):
         trainer.fit()
     before = (tmp_path / "run" / "last.pt").read_bytes()
