@@ -84,3 +84,80 @@ def test_a_real_run_record(compare, darcy_file, tmp_path):
     assert len(record["curve"]) == 2 and all(math.isfinite(v) for v in record["curve"])
     assert str(record["train_resolution"]) in record["final"]
     json.dumps(record)
+
+
+def test_matched_budget_interpolates_in_log_log(compare):
+    # A power law error = 0.006 / b is a straight line in log-log: it reaches 0.01 at b = 0.6 exactly.
+    b, rel = compare.matched_budget([1, 0.5, 0.25], [0.006, 0.012, 0.024], 0.01)
+    assert rel == "=" and b == pytest.approx(0.6, rel=1e-12)
+    # Exactly on the target at a swept budget; below it everywhere; above it everywhere.
+    assert compare.matched_budget([1, 0.5, 0.25], [0.008, 0.01, 0.02], 0.01) == (0.5, "=")
+    assert compare.matched_budget([1, 0.5, 0.25], [0.002, 0.004, 0.008], 0.01) == (0.25, "≤")
+    assert compare.matched_budget([1, 0.5, 0.25], [0.02, 0.04, 0.08], 0.01) == (None, ">")
+    # Not monotone: the smallest budget that reaches the target counts, bracketed by the next smaller one.
+    b, _ = compare.matched_budget([1, 0.5, 0.25], [0.005, 0.02, 0.009], 0.01)
+    assert b == 0.25
+
+
+# Error = A / b at each budget's own optimal LR, which doubles as the budget halves; seeds add -1e-4, 0, +1e-4.
+AMPLITUDE = {"adamw": 0.01, "muon": 0.006, "adam_p0": 0.002}
+SECONDS = {"adamw": 0.1, "muon": 0.15, "adam_p0": 0.2}
+
+
+def _fake_budget_train(calls: list, full_epochs: int):
+    def train_one(config, overrides, optimizer, lr, seed, epochs, out):
+        calls.append((optimizer, lr, seed, epochs))
+        b = epochs / full_epochs
+        err = AMPLITUDE[optimizer] / b * (1 + math.log10(lr / (0.01 / b)) ** 2) + 1e-4 * (seed - 1)
+        return {"optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs, "train_resolution": 16,
+                "curve": [2 * err, err], "train_loss": [1.0, 0.5], "final": {"16": err, "32": 1.1 * err},
+                "seconds_per_epoch": SECONDS[optimizer], "wall_seconds": 0.2, "run_dir": str(out)}
+    return train_one
+
+
+def test_budgets_resweep_the_lr_and_find_the_matching_budget(compare, tmp_path, monkeypatch):
+    calls: list = []
+    monkeypatch.setattr(compare, "train_one", _fake_budget_train(calls, 8))
+    argv = ["darcy", "fno", "--optimizers", "adamw,muon,adam_p0", "--epochs", "8", "--seeds", "0",
+            "--confirm-seeds", "1,2", "--lr-factors", "0.5,1,2", "--budget-lr-factors", "0.5,1,2",
+            "--extend-edges", "1", "--budgets", "1,0.5,0.25", "--base-lr", "adamw=0.01", "--out", str(tmp_path)]
+    assert compare.main(argv) == 0
+    # Each smaller budget's sweep is centred on the previous best (0.01, then 0.02) and finds the new optimum.
+    muon = sorted({(lr, e) for o, lr, s, e in calls if o == "muon" and s == 0})
+    assert muon == sorted([(0.005, 8), (0.01, 8), (0.02, 8), (0.005, 4), (0.01, 4), (0.02, 4), (0.04, 4),
+                           (0.01, 2), (0.02, 2), (0.04, 2), (0.08, 2)])
+    assert {(lr, s) for o, lr, s, e in calls if o == "muon" and e == 2 and s > 0} == {(0.04, 1), (0.04, 2)}
+
+    rows = {line.split(" | ")[0].strip("| "): line.strip("|").split(" | ")
+            for line in (tmp_path / "budgets.md").read_text().splitlines() if line.startswith("| ") and "---" not in line}
+    header = rows.pop("optimizer")
+    col = {name.strip(): i for i, name in enumerate(header)}
+    assert [rows["muon"][col[f"lr @ {b}"]] for b in ("1", "0.5", "0.25")] == ["0.01", "0.02", "0.04"]
+    # Seed-mean errors are exactly 0.006 / b against AdamW's 0.01: the match is b = 0.6.
+    assert rows["muon"][col["rel L2 @ 0.5"]] == "0.0120 ± 0.0001"
+    assert rows["muon"][col["budget to AdamW's full error"]] == "0.60"
+    low, high = (float(v) for v in rows["muon"][col["per seed"]].split("–"))
+    assert 0.5 < low < 0.6 < high < 1
+    assert rows["muon"][col["s / epoch vs AdamW"]] == "1.50"
+    assert rows["muon"][col["wall-clock vs AdamW's full run"]].strip() == "0.90"
+    # 0.002 / 0.25 = 0.008 already beats 0.01 at the smallest budget; AdamW itself matches at 1.
+    assert rows["adam_p0"][col["budget to AdamW's full error"]] == "≤ 0.25"
+    assert rows["adam_p0"][col["per seed"]] == "≤ 0.25–≤ 0.25"
+    assert rows["adamw"][col["per seed"]] == "1 of 3 seeds > 1"
+    assert rows["adam_p0"][col["wall-clock vs AdamW's full run"]].strip() == "≤ 0.50"
+    assert rows["adamw"][col["budget to AdamW's full error"]] == "1.00"
+    assert (tmp_path / "budgets.png").stat().st_size > 0 and (tmp_path / "budget_0.5" / "summary.md").exists()
+
+    # An epoch cost measured elsewhere replaces the runs' own ratio; nothing retrains.
+    calls.clear()
+    assert compare.main([*argv, "--epoch-cost", "muon=1.2"]) == 0
+    assert calls == []
+    assert "| 0.72 |" in (tmp_path / "budgets.md").read_text()
+
+
+def test_budgets_need_the_full_budget_and_adamw(compare, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        compare.main(["darcy", "fno", "--budgets", "0.5,0.25", "--out", str(tmp_path)])
+    assert "including 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        compare.main(["darcy", "fno", "--optimizers", "muon", "--budgets", "1,0.5", "--out", str(tmp_path)])

@@ -12,6 +12,14 @@ that way (`--extend-edges` times at most, by the ratio of the two outermost fact
 at the edge is marked "(edge)": the sweep may not have found the best. `--confirm-seeds` are then
 trained at each optimizer's best LR only, and the table's mean ± spread is over the sweep and the
 confirm seeds together. Writes OUT/summary.md, OUT/summary.csv, OUT/sweep.md and OUT/curves.png.
+
+With `--budgets 1,0.5,0.25` each optimizer also trains full schedules of round(E·b) epochs for each
+budget b, with the LR re-swept per budget (centred on its best LR at the next larger budget, by
+`--budget-lr-factors`, edges extended as above) and the same seeds. OUT/budgets.md then gives each
+optimizer's smallest budget that matches AdamW's full-budget error, interpolated on log-log axes between
+the two budgets that bracket it, per seed mean and per seed; and that budget's wall-clock cost relative
+to AdamW's full run (the budget times the ratio of seconds per epoch, the optimizer's own step included);
+OUT/budgets.png plots error against budget. Each budget's own tables are in OUT/budget_<b>/.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import statistics
 import sys
 import time
@@ -84,6 +93,35 @@ def train_one(config: str | None, overrides: list[str], optimizer: str, lr: floa
         "wall_seconds": time.perf_counter() - started,
         "run_dir": str(trainer.run_dir),
     }
+
+
+def budget_epochs(epochs: int, budget: float) -> int:
+    """Epochs of a schedule at `budget` times the full length (at least one)."""
+    return max(1, round(epochs * budget))
+
+
+def matched_budget(budgets: list[float], errors: list[float], target: float) -> tuple[float | None, str]:
+    """The smallest budget whose error reaches `target`, interpolated linearly in (log budget, log error).
+
+    Returns (budget, relation): relation "=" for an interpolated or exact match, "≤" when even the
+    smallest budget reaches the target (the match may lie lower), and (None, ">") when none does.
+    """
+    points = sorted(zip(budgets, errors))
+    for i, (b, e) in enumerate(points):
+        if e <= target:
+            if i == 0:
+                return b, "≤" if e < target else "="
+            b_hi_err, e_hi_err = points[i - 1]
+            t = (math.log(e_hi_err) - math.log(target)) / (math.log(e_hi_err) - math.log(e))
+            return math.exp(math.log(b_hi_err) + t * (math.log(b) - math.log(b_hi_err))), "="
+    return None, ">"
+
+
+def _budget_text(match: tuple[float | None, str], top: float) -> str:
+    b, rel = match
+    if b is None:
+        return f"> {top:g}"
+    return f"{'≤ ' if rel == '≤' else ''}{b:.2f}"
 
 
 def _mean_spread(values: list[float]) -> str:
@@ -177,6 +215,89 @@ def plot_curves(best: dict[str, tuple[float, list[dict[str, Any]]]], path: Path,
     plt.close(fig)
 
 
+def _best_runs(runs: list[dict[str, Any]], seeds: list[int]) -> tuple[float, list[dict[str, Any]]]:
+    """The best LR over `seeds` and every run (any seed) at it."""
+    lr = best_lr(runs, seeds)
+    return lr, sorted((r for r in runs if r["lr"] == lr), key=lambda r: r["seed"])
+
+
+def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: list[str], seeds: list[int],
+                      out: Path, command: str, epoch_cost: dict[str, float]) -> str:
+    """Per optimizer: best LR and error at each budget, the smallest budget matching AdamW's full-budget
+    error (seed mean, and the range over seeds), and its wall-clock cost relative to AdamW's full run."""
+    budgets = sorted(by_budget, reverse=True)
+    top = budgets[0]
+    first = next(iter(by_budget[top]))
+    train_res = str(first["train_resolution"])
+    best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]] = {}
+    for name in optimizers:
+        for b in budgets:
+            runs = [r for r in by_budget[b] if r["optimizer"] == name]
+            if runs:
+                best.setdefault(name, {})[b] = _best_runs(runs, seeds)
+    adamw_full = best["adamw"][top][1]
+    target = statistics.mean(r["final"][train_res] for r in adamw_full)
+    adamw_sec = statistics.median(r["seconds_per_epoch"] for r in adamw_full)
+    header = ["optimizer", *[f"lr @ {b:g}" for b in budgets], *[f"rel L2 @ {b:g}" for b in budgets],
+              "budget to AdamW's full error", "per seed", "s / epoch vs AdamW", "wall-clock vs AdamW's full run"]
+    rows = []
+    for name, per_budget in best.items():
+        errs = [statistics.mean(r["final"][train_res] for r in per_budget[b][1]) for b in budgets]
+        match = matched_budget(budgets, errs, target)
+        common = set.intersection(*({r["seed"] for r in per_budget[b][1]} for b in budgets))
+        per_seed = [matched_budget(budgets, [next(r["final"][train_res] for r in per_budget[b][1] if r["seed"] == s)
+                                             for b in budgets], target) for s in sorted(common)]
+        matched = sorted((m for m in per_seed if m[0] is not None), key=lambda m: m[0])
+        if len(per_seed) < 2:
+            seed_text = ""
+        elif len(matched) < len(per_seed):
+            seed_text = f"{len(per_seed) - len(matched)} of {len(per_seed)} seeds > {top:g}"
+        else:
+            seed_text = f"{_budget_text(matched[0], top)}–{_budget_text(matched[-1], top)}"
+        sec = statistics.median(r["seconds_per_epoch"] for r in per_budget[top][1])
+        cost = epoch_cost.get(name, sec / adamw_sec)
+        wall = "—" if match[0] is None else f"{'≤ ' if match[1] == '≤' else ''}{match[0] * cost / top:.2f}"
+        rows.append([name, *[f"{per_budget[b][0]:g}" for b in budgets],
+                     *[_mean_spread([r["final"][train_res] for r in per_budget[b][1]]) for b in budgets],
+                     _budget_text(match, top), seed_text, f"{cost:.2f}" + ("" if name not in epoch_cost else " (given)"),
+                     wall])
+    with (out / "budgets.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        writer.writerows(rows)
+    plot_budgets(best, budgets, train_res, target, out / "budgets.png")
+    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    table += ["| " + " | ".join(row) + " |" for row in rows]
+    text = (f"Command: `{command}`\n\nRelative L2 at the training resolution {train_res} (mean ± half-range over "
+            f"seeds, each budget at its own best LR); AdamW's full-budget error {target:.4f}.\n\n"
+            + "\n".join(table) + "\n")
+    (out / "budgets.md").write_text(text)
+    return text
+
+
+def plot_budgets(best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]], budgets: list[float],
+                 train_res: str, target: float, path: Path) -> None:
+    """Final error against training budget, log-log: seed mean with the seeds' range as error bars."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    xs = sorted(budgets)
+    for name, per_budget in best.items():
+        vals = [[r["final"][train_res] for r in per_budget[b][1]] for b in xs]
+        means = [statistics.mean(v) for v in vals]
+        ax.errorbar(xs, means, yerr=[[m - min(v) for m, v in zip(means, vals)], [max(v) - m for m, v in zip(means, vals)]],
+                    marker="o", capsize=3, label=name)
+    ax.axhline(target, color="gray", ls=":", lw=1, label="AdamW, full budget")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [f"{b:g}" for b in xs])
+    ax.set_xlabel("training budget (fraction of the full schedule)")
+    ax.set_ylabel(f"final test relative L2 at {train_res}")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("problem")
@@ -189,6 +310,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="times to extend the sweep past an edge that holds the best LR")
     parser.add_argument("--confirm-seeds", default="", help="comma-separated seeds trained at each best LR only")
     parser.add_argument("--base-lr", action="append", default=[], metavar="NAME=LR", help="override a base LR")
+    parser.add_argument("--budgets", default="1",
+                        help="comma-separated fractions of --epochs, e.g. 1,0.5,0.25 (must include 1 when several)")
+    parser.add_argument("--budget-lr-factors", default="0.5,1,2",
+                        help="each smaller budget's sweep: multiples of the best LR at the next larger budget")
+    parser.add_argument("--epoch-cost", action="append", default=[], metavar="NAME=RATIO",
+                        help="seconds per epoch relative to AdamW measured elsewhere (e.g. on an idle machine); "
+                             "default: the ratio of the runs' own medians")
     parser.add_argument("--config", help="default: configs/<problem>_<model>.yaml")
     parser.add_argument("--out", help="default: checkpoints/compare_<problem>_<model>")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. data.n_train=200")
@@ -204,43 +332,67 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.base_lr:
         name, _, value = item.partition("=")
         base[name] = float(value)
+    epoch_cost = {}
+    for item in args.epoch_cost:
+        name, _, value = item.partition("=")
+        epoch_cost[name] = float(value)
     seeds = [int(s) for s in args.seeds.split(",")]
     factors = [float(f) for f in args.lr_factors.split(",")]
+    budget_factors = [float(f) for f in args.budget_lr_factors.split(",")]
     confirm = [int(s) for s in args.confirm_seeds.split(",") if s]
+    budgets = sorted({float(b) for b in args.budgets.split(",")}, reverse=True)
+    if any(not 0 < b <= 1 for b in budgets) or (len(budgets) > 1 and (budgets[0] != 1 or "adamw" not in optimizers)):
+        parser.error(f"--budgets {args.budgets}: expected fractions in (0, 1], including 1 and with adamw among "
+                     "the optimizers when several are given (the target is AdamW's full-budget error)")
     out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}")
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     done = load_results(results_path)
     command = "python tools/compare_optimizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
 
-    def ensure(name: str, lr: float, seed: int) -> dict[str, Any]:
-        key = run_key(name, lr, seed, args.epochs)
+    def ensure(name: str, lr: float, seed: int, epochs: int) -> dict[str, Any]:
+        key = run_key(name, lr, seed, epochs)
         if key not in done:
-            print(f"{name} lr {lr:g} seed {seed}", flush=True)
-            record = train_one(config, args.overrides, name, lr, seed, args.epochs, out)
+            print(f"{name} lr {lr:g} seed {seed} epochs {epochs}", flush=True)
+            record = train_one(config, args.overrides, name, lr, seed, epochs, out)
             print(f"    final {record['final']}  {record['wall_seconds']:.0f} s", flush=True)
             with results_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
             done[key] = record
         return done[key]
 
-    wanted: list[dict[str, Any]] = []
-    for name in optimizers:
-        lrs = sweep_lrs(base.get(name, DEFAULT_BASE_LR), factors)
-        runs = [ensure(name, lr, s) for lr in lrs for s in seeds]
+    def sweep(name: str, lrs: list[float], epochs: int) -> list[dict[str, Any]]:
+        """The LR sweep over `seeds`, extended past an edge holding the best LR, then the confirm seeds."""
+        runs = [ensure(name, lr, s, epochs) for lr in lrs for s in seeds]
         for _ in range(args.extend_edges):
             lr = best_lr(runs, seeds)
             if len(lrs) < 2 or lr not in (lrs[0], lrs[-1]):
                 break
             step = lrs[1] / lrs[0] if lr == lrs[0] else lrs[-1] / lrs[-2]
             new_lr = _round(lr / step if lr == lrs[0] else lr * step)
-            print(f"{name}: best lr {lr:g} at the sweep's edge; adding {new_lr:g}", flush=True)
+            print(f"{name}: best lr {lr:g} at the sweep's edge ({epochs} epochs); adding {new_lr:g}", flush=True)
             lrs = sorted([*lrs, new_lr])
-            runs += [ensure(name, new_lr, s) for s in seeds]
+            runs += [ensure(name, new_lr, s, epochs) for s in seeds]
         lr = best_lr(runs, seeds)
-        runs += [ensure(name, lr, s) for s in confirm if s not in seeds]
-        wanted += runs
-    print(summarize(wanted, optimizers, seeds, out, command))
+        return runs + [ensure(name, lr, s, epochs) for s in confirm if s not in seeds]
+
+    by_budget: dict[float, list[dict[str, Any]]] = {b: [] for b in budgets}
+    for name in optimizers:
+        centre = None
+        for b in budgets:
+            epochs = budget_epochs(args.epochs, b)
+            lrs = sweep_lrs(base.get(name, DEFAULT_BASE_LR), factors) if centre is None else sweep_lrs(centre, budget_factors)
+            runs = sweep(name, lrs, epochs)
+            centre = best_lr(runs, seeds)
+            by_budget[b] += runs
+    if len(budgets) == 1:
+        print(summarize(by_budget[budgets[0]], optimizers, seeds, out, command))
+        return 0
+    for b in budgets:
+        folder = out / f"budget_{b:g}"
+        folder.mkdir(exist_ok=True)
+        summarize(by_budget[b], optimizers, seeds, folder, command)
+    print(summarize_budgets(by_budget, optimizers, seeds, out, command, epoch_cost))
     return 0
 
 
