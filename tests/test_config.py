@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,19 @@ def test_the_error_blames_the_override_or_file_that_set_the_bad_key(tmp_path):
     # a value bad only together with another: the one set last is blamed
     with pytest.raises(OpspecError, match=r"^override 'data.train_resolution=9': model.n_modes=\[12, 12\]"):
         load_config(overrides=["data.train_resolution=9", "train.epochs=3"])
+
+
+@pytest.mark.parametrize("bad, line", [
+    ("optimizer.lr=-1", r"optimizer\.lr=-1\.0: expected a number in \(0, ∞\)"),
+    ("optimizer.momentum=2", r"optimizer\.momentum=2\.0: expected a number in \[0, 1\)"),
+    ("train.num_workers=-1", r"train\.num_workers=-1, expected an integer >= 0"),
+    ("train.epochs=two", r"key 'train\.epochs': Value 'two' .*Integer"),
+    ("train.epoch=2", r"unknown config key 'train\.epoch'"),
+])
+def test_a_bad_override_between_good_ones_is_the_one_blamed(bad, line):
+    with pytest.raises(OpspecError) as caught:
+        load_config(overrides=["seed=2", bad, "train.batch_size=5"])
+    message = str(caught.value)
+    assert "\n" not in message
+    assert re.match(rf"^override {re.escape(repr(bad))}: {line}", message), message
+    assert "seed" not in message and "batch_size" not in message
