@@ -161,3 +161,20 @@ def test_budgets_need_the_full_budget_and_adamw(compare, tmp_path, capsys):
     assert "including 1" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         compare.main(["darcy", "fno", "--optimizers", "muon", "--budgets", "1,0.5", "--out", str(tmp_path)])
+
+
+def test_budgets_count_the_epochs_actually_trained(compare, tmp_path, monkeypatch):
+    """15 epochs at budgets 0.5 and 0.25 train 8 and 4 epochs: the match uses 8/15 and 4/15, not 0.5 and 0.25."""
+    calls: list = []
+    monkeypatch.setattr(compare, "train_one", _fake_budget_train(calls, 15))
+    assert compare.main(["darcy", "fno", "--optimizers", "adamw,muon", "--epochs", "15", "--seeds", "0",
+                         "--lr-factors", "0.5,1,2", "--budget-lr-factors", "0.5,1,2", "--budgets", "1,0.5,0.25",
+                         "--base-lr", "adamw=0.01", "--out", str(tmp_path)]) == 0
+    assert sorted({e for *_, e in calls}) == [4, 8, 15]
+    text = (tmp_path / "budgets.md").read_text()
+    assert "| lr @ 1 | lr @ 0.533 | lr @ 0.267 |" in text and "8 (0.533)" in text
+    muon = next(line for line in text.splitlines() if line.startswith("| muon"))
+    # Seed 0's errors 0.006·15/epochs − 1e-4 against AdamW's 0.0099: solved exactly in log-log between 8/15 and 1.
+    e_lo, e_hi, target = 0.006 * 15 / 8 - 1e-4, 0.006 - 1e-4, 0.01 - 1e-4
+    t = math.log(e_lo / target) / math.log(e_lo / e_hi)
+    assert f"| {math.exp(math.log(8 / 15) + t * math.log(15 / 8)):.2f} |" in muon

@@ -225,10 +225,14 @@ def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: 
                       out: Path, command: str, epoch_cost: dict[str, float]) -> str:
     """Per optimizer: best LR and error at each budget, the smallest budget matching AdamW's full-budget
     error (seed mean, and the range over seeds), and its wall-clock cost relative to AdamW's full run."""
-    budgets = sorted(by_budget, reverse=True)
-    top = budgets[0]
+    nominal = sorted(by_budget, reverse=True)
+    top = nominal[0]
     first = next(iter(by_budget[top]))
     train_res = str(first["train_resolution"])
+    # The budgets as trained: round(E·b) epochs out of E, so 8 of 15 epochs counts as 0.533, not 0.5.
+    fraction = {b: top * by_budget[b][0]["epochs"] / first["epochs"] for b in nominal}
+    by_budget = {fraction[b]: by_budget[b] for b in nominal}
+    budgets = [fraction[b] for b in nominal]
     best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]] = {}
     for name in optimizers:
         for b in budgets:
@@ -238,7 +242,7 @@ def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: 
     adamw_full = best["adamw"][top][1]
     target = statistics.mean(r["final"][train_res] for r in adamw_full)
     adamw_sec = statistics.median(r["seconds_per_epoch"] for r in adamw_full)
-    header = ["optimizer", *[f"lr @ {b:g}" for b in budgets], *[f"rel L2 @ {b:g}" for b in budgets],
+    header = ["optimizer", *[f"lr @ {b:.3g}" for b in budgets], *[f"rel L2 @ {b:.3g}" for b in budgets],
               "budget to AdamW's full error", "per seed", "s / epoch vs AdamW", "wall-clock vs AdamW's full run"]
     rows = []
     for name, per_budget in best.items():
@@ -268,8 +272,10 @@ def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: 
     plot_budgets(best, budgets, train_res, target, out / "budgets.png")
     table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     table += ["| " + " | ".join(row) + " |" for row in rows]
+    epochs = ", ".join(f"{by_budget[b][0]['epochs']} ({b:.3g})" for b in budgets)
     text = (f"Command: `{command}`\n\nRelative L2 at the training resolution {train_res} (mean ± half-range over "
-            f"seeds, each budget at its own best LR); AdamW's full-budget error {target:.4f}.\n\n"
+            f"seeds, each budget at its own best LR); AdamW's full-budget error {target:.4f}. Epochs per budget: "
+            f"{epochs}.\n\n"
             + "\n".join(table) + "\n")
     (out / "budgets.md").write_text(text)
     return text
@@ -288,7 +294,7 @@ def plot_budgets(best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]
     ax.axhline(target, color="gray", ls=":", lw=1, label="AdamW, full budget")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    ax.set_xticks(xs, [f"{b:g}" for b in xs])
+    ax.set_xticks(xs, [f"{b:.3g}" for b in xs])
     ax.set_xlabel("training budget (fraction of the full schedule)")
     ax.set_ylabel(f"final test relative L2 at {train_res}")
     ax.grid(True, which="both", alpha=0.3)
