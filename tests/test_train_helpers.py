@@ -92,6 +92,13 @@ def test_darcy_generation_gets_no_device_and_none_is_not_passed(generation, tmp_
     assert "device" not in generation[0][1]
 
 
+def test_a_name_without_glob_characters_is_generated_with_progress_by_default(generation, tmp_path):
+    path = tmp_path / "DarcyX_s17.h5"  # letters are not glob characters: only * ? [ make a pattern
+    cfg = load_config(overrides=[f"data.path={path}"])
+    train.ensure_data(cfg)
+    assert [(args, kwargs["progress"]) for args, kwargs in generation] == [(("darcy", path), True)]
+
+
 @pytest.mark.parametrize("make, overrides", [
     (True, []),  # the file exists
     (False, ["data.generate=false"]),  # missing, generation off: open_data reports it
@@ -128,6 +135,14 @@ def test_the_optimizer_gets_the_sections_options_over_every_parameter():
     assert {g["weight_decay"] for g in optimizer.param_groups} == {0.25}
     ids = sorted(id(p) for g in optimizer.param_groups for p in g["params"])
     assert ids == sorted(id(p) for p in model.parameters())
+
+
+def test_the_optimizer_shares_its_work_over_the_given_process_group(monkeypatch):
+    calls = []
+    monkeypatch.setattr(train, "build_optimizer", lambda model, name, **kwargs: calls.append((name, kwargs)))
+    group = object()
+    train.optimizer_from_config(torch.nn.Linear(2, 2), load_config(overrides=["optimizer.name=muon"]).optimizer, group)
+    assert calls[0][0] == "muon" and calls[0][1]["process_group"] is group
 
 
 def test_an_optimizer_that_refuses_an_option_ends_in_one_line(monkeypatch):
@@ -200,6 +215,12 @@ def test_resume_refuses_a_change_of_what_the_run_computes_naming_key_old_and_new
     with pytest.raises(OpspecError, match=r"^--resume runs/a/last\.pt: model\.hidden_channels=16 would change the run "
                                           r"\(it has 32\); on resume only train\.epochs, optimizer\.lr and how"):
         _resume(["train.epochs=5", "model.hidden_channels=16"])
+
+
+def test_resume_refuses_a_model_option_the_checkpoint_does_not_have():
+    # model.options is free-form: the new key exists in one config only, and is still a change
+    with pytest.raises(OpspecError, match=r"^--resume runs/a/last\.pt: model\.options"):
+        _resume(["model.options.domain_padding=0.25"])
 
 
 def test_resume_accepts_as_many_epochs_as_the_run_has_finished_and_no_fewer():
@@ -315,8 +336,27 @@ def test_start_under_a_file_ends_in_one_line_naming_out_dir(tmp_path):
     (tmp_path / "out").write_text("a file")
     cfg = _tiny_cfg(tmp_path)
     with pytest.raises(OpspecError, match=rf"^out_dir={tmp_path / 'out' / 'runs'}: cannot create the run folder "
-                                          rf"{tmp_path / 'out' / 'runs' / 'exp'} \("):
+                                          rf"{tmp_path / 'out' / 'runs' / 'exp'} \(Not a directory\)$"):
         bare_trainer(cfg=cfg)._start(None)
+
+
+@pytest.mark.parametrize("given", [False, True])
+def test_a_failed_first_write_ends_in_one_line_and_removes_only_a_folder_it_made(given, tmp_path, monkeypatch):
+    write = train.atomic_write_text
+
+    def full_disk(path, text):
+        if Path(path).name == "config.yaml":
+            raise OSError(28, "No space left on device", str(path))
+        write(path, text)
+
+    monkeypatch.setattr(train, "atomic_write_text", full_disk)
+    run = tmp_path / "out" / "runs" / "exp"
+    if given:
+        run.mkdir(parents=True)  # an existing folder named by the caller is not removed
+    suffix = "" if given else "; the run folder is removed"
+    with pytest.raises(OpspecError, match=rf"^{run / 'config.yaml'}: No space left on device{suffix}$"):
+        bare_trainer(cfg=_tiny_cfg(tmp_path))._start(run if given else None)
+    assert run.is_dir() is given and (tmp_path / "out").exists() is given
 
 
 def test_a_run_folder_that_cannot_be_locked_ends_in_one_line(tmp_path, monkeypatch):
@@ -345,6 +385,14 @@ def test_discard_keeps_folders_it_did_not_make_or_that_hold_something(tmp_path):
     assert trainer._created_root == tmp_path / "out" / "runs" / "exp"
     assert trainer.discard() is True
     assert sorted(p.name for p in (tmp_path / "out" / "runs").iterdir()) == ["other"]
+
+
+def test_discard_keeps_an_empty_out_dir_that_was_there_before(tmp_path):
+    (tmp_path / "out" / "runs").mkdir(parents=True)  # the user's (empty) folders
+    trainer = bare_trainer(cfg=_tiny_cfg(tmp_path))
+    trainer._start(None)
+    assert trainer.discard() is True
+    assert (tmp_path / "out" / "runs").is_dir() and list((tmp_path / "out" / "runs").iterdir()) == []
 
 
 @pytest.mark.parametrize("change", ["epoch", "not_created", "other_rank", "extra_file"])
@@ -401,12 +449,21 @@ def test_log_final_logs_every_resolution_the_curves_and_the_samples_of_the_last_
     calls = []
     logger = SimpleNamespace(log_epoch=lambda step, values: calls.append(("epoch", step, values)),
                              log_figure=lambda name, path, step: calls.append(("figure", name, Path(path), step)))
-    monkeypatch.setattr(train, "plot_samples", lambda net, file, resolution, path: calls.append(("plot", resolution, path))
-                        or path)
+    plotted = []
+
+    def plot(net, file, resolution, path):
+        plotted.append((net, file))
+        calls.append(("plot", resolution, path))
+        return path
+
+    monkeypatch.setattr(train, "plot_samples", plot)
     cfg = load_config(overrides=["data.eval_resolutions=[9,17,33]"])
-    trainer = bare_trainer(cfg=cfg, logger=logger, epoch=3, steps_per_epoch=5, run_dir=tmp_path,
-                           net=torch.nn.Linear(1, 1), file=None)
+    net, file = torch.nn.Linear(1, 1), object()
+    trainer = bare_trainer(cfg=cfg, logger=logger, epoch=3, steps_per_epoch=5, run_dir=tmp_path, net=net, file=file)
     train.log_final(trainer, {9: {"rel_l2_mean": 0.5}, 33: {"rel_l2_mean": 0.25}})
+    (copy, given_file), = plotted  # a deep copy of the model is plotted, so the training model stays where it is
+    assert given_file is file and copy is not net and copy.weight is not net.weight
+    assert torch.equal(copy.weight, net.weight)
     assert calls == [("epoch", 15, {"final_rel_l2_mean_9": 0.5, "final_rel_l2_mean_33": 0.25}),
                      ("figure", "curves", tmp_path / "curves.png", 15),
                      ("plot", 33, tmp_path / "eval_samples.png"),
