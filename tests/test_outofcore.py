@@ -141,3 +141,34 @@ def test_corrupt_sample_read_in_a_worker_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(OpspecError, match=r"train/u contains NaN or inf \(first at sample 23\)") as err:
         list(epoch_loader(ds, 4, seed=0, epoch=1, num_workers=1))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_window_shares_are_disjoint_views_each_with_its_own_rows(tmp_path, monkeypatch, num_workers):
+    """A window crosses over as one (a, u) pair and each batch is a slice of it: no two batches may share rows
+    (a buffer handed out twice, or a slice start not advanced, would let one batch overwrite another)."""
+    data = _write(tmp_path / "f.h5", rows=5, monkeypatch=monkeypatch)
+    ds = OperatorDataset(tmp_path / "f.h5", "train", 9, in_memory=False)
+    monkeypatch.setattr("opspec.data.batches.WINDOW_BYTES", 12 * ds.file.sample_bytes("train"))
+    expected = _global_batches(ds, 4, 0, 1, 12)
+    got = list(epoch_loader(ds, 4, seed=0, epoch=1, num_workers=num_workers))
+    assert [len(a) for a, *_ in got] == [len(idx) for idx in expected]
+    for (a, u, _, _), idx in zip(got, expected):
+        assert a.is_contiguous() and u.is_contiguous()
+        np.testing.assert_array_equal(u.numpy(), data["train"][1][idx.numpy()][:, :, ::2, ::2])
+    for k, (a, u, _, _) in enumerate(got):  # mark every batch with its own number, one after another
+        a.fill_(k)
+        u.fill_(-k)
+    for k, (a, u, _, _) in enumerate(got):
+        assert torch.all(a == k) and torch.all(u == -k), f"batch {k} was overwritten by a later batch"
+
+
+def test_read_sorted_places_each_run_in_order(tmp_path, monkeypatch):
+    data = _write(tmp_path / "f.h5", rows=5, monkeypatch=monkeypatch)
+    ds = OperatorDataset(tmp_path / "f.h5", "train", 9, in_memory=False)
+    indices = np.array([0, 1, 2, 7, 8, 20, 33, 34, 35, 36, 49])  # runs of 3, 2, 1, 4 and 1 samples
+    a, u = ds.read_sorted(indices)
+    np.testing.assert_array_equal(a, data["train"][0][indices][:, None, ::2, ::2])
+    np.testing.assert_array_equal(u, data["train"][1][indices][:, :, ::2, ::2])
+    a0, u0 = ds.read_sorted(np.array([], dtype=np.int64))
+    assert a0.shape == (0, 1, 9, 9) and u0.shape == (0, 2, 9, 9)

@@ -12,6 +12,13 @@ reported, not counted). Prints samples/s and peak RSS of each; the last line is
 where M is the out-of-core run's peak RSS: the training process plus each worker's peak (an upper
 bound: pages the workers share with it are counted again).
 
+Each run applies the glibc malloc setting the trainer applies (`train.keep_freed_memory`, default on;
+`--no-keep-freed-memory` skips it). Without it the comparison is unfair: loading the in-memory
+subset frees 32 MiB read blocks, which raises glibc's dynamic mmap threshold as a side effect, so
+the in-memory run reuses its step's activations while the out-of-core run maps and faults them in
+afresh every step. Each line also gives load-independent counts of the training process per timed
+step: its minor page faults and its CPU seconds (all its threads; the workers' are not included).
+
     python tools/bench_data.py                       # 8 GB file under datasets/, removed afterwards
     python tools/bench_data.py --size 200M --steps 100
 """
@@ -85,7 +92,9 @@ def run_variant(args: argparse.Namespace) -> dict:
     from opspec.data.batches import epoch_loader
     from opspec.metrics import relative_l2
     from opspec.models import build_model
+    from opspec.runtime import keep_freed_memory
 
+    kept = False if args.no_keep_freed_memory else keep_freed_memory()
     torch.manual_seed(0)
     cfg = load_config(overrides=[f"model.hidden_channels={args.width}", f"model.n_modes=[{args.modes},{args.modes}]"])
     start = time.perf_counter()
@@ -113,6 +122,7 @@ def run_variant(args: argparse.Namespace) -> dict:
             optimizer.step()
             if steps == 0:  # the clock starts after one warm-up step (the first read, worker start-up)
                 start = time.perf_counter()
+                cpu, faults = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             else:
                 samples += len(a)
             steps += 1
@@ -120,12 +130,15 @@ def run_variant(args: argparse.Namespace) -> dict:
                 break
             asked = time.perf_counter()
     seconds = time.perf_counter() - start
+    cpu_per_step = (time.process_time() - cpu) / args.steps
+    faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else 0.0
     return {"variant": args.variant, "samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
             "warmup_seconds": start - first, "wait_seconds": waited,
             "train_samples": len(data), "load_seconds": load_seconds, "rss_mib": self_rss, "worker_rss_mib": worker_rss,
-            "workers": workers, "peak_rss_mib": self_rss + workers * worker_rss}
+            "workers": workers, "peak_rss_mib": self_rss + workers * worker_rss, "keep_freed_memory": kept,
+            "cpu_s_per_step": cpu_per_step, "minor_faults_per_step": faults_per_step}
 
 
 def main() -> None:
@@ -143,6 +156,8 @@ def main() -> None:
                         help="subset the in-memory run loads (default: what 1 GiB of stored samples holds)")
     parser.add_argument("--width", type=int, default=32)
     parser.add_argument("--modes", type=int, default=12)
+    parser.add_argument("--no-keep-freed-memory", action="store_true",
+                        help="skip the glibc malloc setting the trainer applies (runtime.keep_freed_memory)")
     parser.add_argument("--variant", choices=("out-of-core", "in-memory"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:  # a child run
@@ -166,14 +181,16 @@ def main() -> None:
                 cmd = [sys.executable, __file__, "--variant", variant, "--file", str(path), "--steps", str(args.steps),
                        "--batch-size", str(args.batch_size), "--resolution", str(args.resolution), "--workers",
                        str(args.workers), "--in-memory-samples", str(subset), "--width", str(args.width),
-                       "--modes", str(args.modes)]
+                       "--modes", str(args.modes)] + (["--no-keep-freed-memory"] if args.no_keep_freed_memory else [])
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 runs[variant].append(r)
                 extra = f", {r['workers']} worker(s) peak {r['worker_rss_mib']:.0f} MiB each" if r["workers"] else ""
                 print(f"round {round_ + 1} {variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} "
                       f"samples ({r['wait_seconds']:.1f} of {r['seconds']:.1f} s waiting for data) after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
-                      f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}", flush=True)
+                      f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}; per step "
+                      f"{r['minor_faults_per_step']:.0f} minor page faults, {r['cpu_s_per_step']:.2f} CPU s "
+                      f"(keep_freed_memory {r['keep_freed_memory']})", flush=True)
         rate = {v: statistics.median(r["samples_per_s"] for r in rs) for v, rs in runs.items()}
         peak = max(r["peak_rss_mib"] for r in runs["out-of-core"])
         print(f"median samples/s over {args.rounds} round(s): out-of-core {rate['out-of-core']:.1f}, "

@@ -10,8 +10,10 @@ An in-memory dataset is shuffled sample by sample (torch's RandomSampler). An ou
 read in windows (docs/data.md): the stored blocks (chunks) are put in a random order, cut into
 windows of about WINDOW_BYTES that hold a whole number of global batches, and each window's
 samples are shuffled among themselves. One DataLoader item is one window: a worker reads this
-rank's samples of it (one contiguous read per run), strides them in memory and cuts them into
-this rank's shares, while the model trains on the previous window.
+rank's samples of it (one contiguous read per run), strides them in memory and gathers them, in
+batch order, into one (a, u) pair, while the model trains on the previous window. Each share is a
+slice (a view) of that pair, so a window crosses from a worker to the trainer as two tensors, not
+two per batch, and the trainer copies nothing per step.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from opspec.data.dataset import OperatorDataset
 from opspec.errors import OpspecError
 
 Share = tuple[torch.Tensor, int, float]  # (this rank's indices, samples in the global batch, weight)
+Window = tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, float]]]  # (a, u, [(rows, n_global, weight)])
 
 
 class RankShares(Sampler[Share]):
@@ -80,7 +83,8 @@ def epoch_windows(blocks: list[tuple[int, int]], batch_size: int, seed: int, epo
 
 
 class WindowShares(Dataset):
-    """`windows[i]` → this rank's shares of the global batches in window i, read with one read per run."""
+    """`windows[i]` → this rank's shares of the global batches in window i, read with one read per run:
+    (a, u) with the shares one after another, and each share's (rows, samples in the global batch, weight)."""
 
     def __init__(self, dataset: OperatorDataset, windows: list[torch.Tensor], batch_size: int, rank: int,
                  world_size: int) -> None:
@@ -90,16 +94,14 @@ class WindowShares(Dataset):
     def __len__(self) -> int:
         return len(self.windows)
 
-    def __getitem__(self, i: int) -> list[tuple[torch.Tensor, torch.Tensor, int, float]]:
+    def __getitem__(self, i: int) -> Window:
         shares = [rank_share(batch, self.rank, self.world_size) for batch in torch.split(self.windows[i], self.batch_size)]
-        needed = np.unique(torch.cat([indices for indices, _, _ in shares]).numpy())
+        order = torch.cat([indices for indices, _, _ in shares]).numpy()
+        needed = np.unique(order)
         a, u = self.dataset.read_sorted(needed)
-        a, u = torch.from_numpy(a), torch.from_numpy(u)
-        out = []
-        for indices, n_global, weight in shares:
-            where = torch.from_numpy(np.searchsorted(needed, indices.numpy()))
-            out.append((a[where], u[where], n_global, weight))
-        return out
+        where = torch.from_numpy(np.searchsorted(needed, order))
+        a, u = torch.from_numpy(a)[where], torch.from_numpy(u)[where]  # one gather each, in batch order
+        return a, u, [(len(indices), n_global, weight) for indices, n_global, weight in shares]
 
 
 def _background(worker_id: int) -> None:
@@ -109,7 +111,8 @@ def _background(worker_id: int) -> None:
 
 
 class WindowedLoader:
-    """Iterates a DataLoader of windows as the (a, u, samples in the global batch, weight) shares they hold."""
+    """Iterates a DataLoader of windows as the (a, u, samples in the global batch, weight) shares they hold:
+    each share's a and u are consecutive rows (views) of its window's, so shares never overlap."""
 
     def __init__(self, loader: DataLoader, n_batches: int) -> None:
         self.loader, self.n_batches = loader, n_batches
@@ -119,8 +122,11 @@ class WindowedLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, int, float]]:
         try:
-            for window in self.loader:
-                yield from window
+            for a, u, shares in self.loader:
+                start = 0
+                for rows, n_global, weight in shares:
+                    yield a[start : start + rows], u[start : start + rows], n_global, weight
+                    start += rows
         except OpspecError as err:  # raised in a worker: torch adds its traceback; keep the one line
             lines = str(err).strip().splitlines()
             if len(lines) > 1 and lines[-1].startswith("opspec.errors.OpspecError: "):

@@ -18,7 +18,9 @@ _WARNED: set[tuple[str, str]] = set()
 
 def _with_channel(data: np.ndarray, n_space: int) -> np.ndarray:
     """Give (n, *space) data an explicit channel axis: (n, 1, *space); (n, c…, *space) becomes (n, Πc, *space)."""
-    return data[:, None] if data.ndim == n_space + 1 else data.reshape(data.shape[0], -1, *data.shape[-n_space:])
+    if data.ndim == n_space + 1:
+        return data[:, None]
+    return data.reshape(data.shape[0], int(np.prod(data.shape[1:-n_space])), *data.shape[-n_space:])
 
 
 def runs(indices: np.ndarray) -> list[slice]:
@@ -84,13 +86,24 @@ class OperatorDataset(torch.utils.data.Dataset):
         return [(lo, min(hi, self.n)) for lo, hi in self.file.blocks(self.split) if lo < self.n]
 
     def read_sorted(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(a, u) for sorted distinct indices: one contiguous read per run, then strided in memory."""
+        """(a, u) for sorted distinct indices: one contiguous read per run, then strided in memory,
+        each run's strided rows written straight into their place in the result (no concatenation)."""
         if len(indices) and (indices[0] < 0 or indices[-1] >= self.n):
             raise IndexError(f"indices {indices[0]}..{indices[-1]} out of range for {self.n} samples")
-        parts = [(self._read("a", sl), self._read("u", sl)) for sl in runs(indices)]
-        if len(parts) == 1:
-            return parts[0]
-        return np.concatenate([a for a, _ in parts]), np.concatenate([u for _, u in parts])
+        pieces = runs(indices)
+        if len(pieces) <= 1:
+            sl = pieces[0] if pieces else slice(0, 0)
+            return self._read("a", sl), self._read("u", sl)
+        out: dict[str, np.ndarray] = {}
+        start = 0
+        for sl in pieces:
+            for var in ("a", "u"):
+                part = self._read(var, sl)
+                if var not in out:
+                    out[var] = np.empty((len(indices), *part.shape[1:]), dtype=part.dtype)
+                out[var][start : start + len(part)] = part
+            start += sl.stop - sl.start
+        return out["a"], out["u"]
 
     def __getitem__(self, index: int | Sequence[int] | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self._a is not None and self._u is not None:
