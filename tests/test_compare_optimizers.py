@@ -100,8 +100,8 @@ def test_matched_budget_interpolates_in_log_log(compare):
 
 
 # Error = A / b at each budget's own optimal LR, which doubles as the budget halves; seeds add -1e-4, 0, +1e-4.
-AMPLITUDE = {"adamw": 0.01, "muon": 0.006, "adam_p0": 0.002}
-SECONDS = {"adamw": 0.1, "muon": 0.15, "adam_p0": 0.2}
+AMPLITUDE = {"adamw": 0.01, "muon": 0.006, "adam_p0": 0.002, "momentum_p1": 0.00995}
+SECONDS = {"adamw": 0.1, "muon": 0.15, "adam_p0": 0.2, "momentum_p1": 0.1}
 
 
 def _fake_budget_train(calls: list, full_epochs: int):
@@ -118,7 +118,7 @@ def _fake_budget_train(calls: list, full_epochs: int):
 def test_budgets_resweep_the_lr_and_find_the_matching_budget(compare, tmp_path, monkeypatch):
     calls: list = []
     monkeypatch.setattr(compare, "train_one", _fake_budget_train(calls, 8))
-    argv = ["darcy", "fno", "--optimizers", "adamw,muon,adam_p0", "--epochs", "8", "--seeds", "0",
+    argv = ["darcy", "fno", "--optimizers", "adamw,muon,adam_p0,momentum_p1", "--epochs", "8", "--seeds", "0",
             "--confirm-seeds", "1,2", "--lr-factors", "0.5,1,2", "--budget-lr-factors", "0.5,1,2",
             "--extend-edges", "1", "--budgets", "1,0.5,0.25", "--base-lr", "adamw=0.01", "--out", str(tmp_path)]
     assert compare.main(argv) == 0
@@ -143,7 +143,10 @@ def test_budgets_resweep_the_lr_and_find_the_matching_budget(compare, tmp_path, 
     # 0.002 / 0.25 = 0.008 already beats 0.01 at the smallest budget; AdamW itself matches at 1.
     assert rows["adam_p0"][col["budget to AdamW's full error"]] == "≤ 0.25"
     assert rows["adam_p0"][col["per seed"]] == "≤ 0.25–≤ 0.25"
-    assert rows["adamw"][col["per seed"]] == "1 of 3 seeds > 1"
+    assert rows["adamw"][col["per seed"]] == "(the target)"
+    # Seed mean 0.00995 matches just below the full budget; seed 2 (0.01005) never does.
+    assert rows["momentum_p1"][col["budget to AdamW's full error"]] == "0.99"
+    assert rows["momentum_p1"][col["per seed"]] == "1 of 3 seeds > 1"
     assert rows["adam_p0"][col["wall-clock vs AdamW's full run"]].strip() == "≤ 0.50"
     assert rows["adamw"][col["budget to AdamW's full error"]] == "1.00"
     assert (tmp_path / "budgets.png").stat().st_size > 0 and (tmp_path / "budget_0.5" / "summary.md").exists()

@@ -252,7 +252,9 @@ def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: 
         per_seed = [matched_budget(budgets, [next(r["final"][train_res] for r in per_budget[b][1] if r["seed"] == s)
                                              for b in budgets], target) for s in sorted(common)]
         matched = sorted((m for m in per_seed if m[0] is not None), key=lambda m: m[0])
-        if len(per_seed) < 2:
+        if name == "adamw":
+            seed_text = "(the target)"
+        elif len(per_seed) < 2:
             seed_text = ""
         elif len(matched) < len(per_seed):
             seed_text = f"{len(per_seed) - len(matched)} of {len(per_seed)} seeds > {top:g}"
