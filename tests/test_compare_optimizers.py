@@ -133,6 +133,8 @@ def test_budgets_resweep_the_lr_and_find_the_matching_budget(compare, tmp_path, 
     header = rows.pop("optimizer")
     col = {name.strip(): i for i, name in enumerate(header)}
     assert [rows["muon"][col[f"lr @ {b}"]] for b in ("1", "0.5", "0.25")] == ["0.01", "0.02", "0.04"]
+    # With one extension adam_p0's sweeps all end inside their grids; without any, 0.5's best sits at the top.
+    assert "(edge)" not in "".join(rows["adam_p0"])
     # Seed-mean errors are exactly 0.006 / b against AdamW's 0.01: the match is b = 0.6.
     assert rows["muon"][col["rel L2 @ 0.5"]] == "0.0120 ± 0.0001"
     assert rows["muon"][col["budget to AdamW's full error"]] == "0.60"
@@ -156,6 +158,10 @@ def test_budgets_resweep_the_lr_and_find_the_matching_budget(compare, tmp_path, 
     assert compare.main([*argv, "--epoch-cost", "muon=1.2"]) == 0
     assert calls == []
     assert "| 0.72 |" in (tmp_path / "budgets.md").read_text()
+    edged = tmp_path / "edged"
+    assert compare.main([*argv[:-1], str(edged), "--extend-edges", "0"]) == 0
+    muon_row = next(line for line in (edged / "budgets.md").read_text().splitlines() if line.startswith("| muon"))
+    assert "| 0.01 | 0.02 (edge) | 0.04 (edge) |" in muon_row
 
 
 def test_budgets_need_the_full_budget_and_adamw(compare, tmp_path, capsys):

@@ -263,7 +263,10 @@ def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: 
         sec = statistics.median(r["seconds_per_epoch"] for r in per_budget[top][1])
         cost = epoch_cost.get(name, sec / adamw_sec)
         wall = "—" if match[0] is None else f"{'≤ ' if match[1] == '≤' else ''}{match[0] * cost / top:.2f}"
-        rows.append([name, *[f"{per_budget[b][0]:g}" for b in budgets],
+        swept = {b: sorted({r["lr"] for r in by_budget[b] if r["optimizer"] == name}) for b in budgets}
+        edge = {b: " (edge)" if len(swept[b]) > 1 and per_budget[b][0] in (swept[b][0], swept[b][-1]) else ""
+                for b in budgets}
+        rows.append([name, *[f"{per_budget[b][0]:g}{edge[b]}" for b in budgets],
                      *[_mean_spread([r["final"][train_res] for r in per_budget[b][1]]) for b in budgets],
                      _budget_text(match, top), seed_text, f"{cost:.2f}" + ("" if name not in epoch_cost else " (given)"),
                      wall])
