@@ -28,19 +28,20 @@ def test_fno_rows_match_a_hand_count():
     assert (bias.treatment, bias.matrices, bias.lr) == ("adamw", 0, 0.003)
 
 
-def test_tfno_rows_show_the_factorized_parts_on_adamw_and_overrides():
+def test_tfno_rows_show_the_factorized_parts_and_overrides():
     torch.manual_seed(0)
     model = TFNO(n_modes=(12, 12), in_channels=1, out_channels=1, hidden_channels=32, n_layers=2, rank=0.42)
     rows = {r.name: r for r in describe(model, "muon", lr=0.02, adjust_lr="original")}
-    core = rows["fno_blocks.convs.0.weight.core"]
-    assert core.treatment == "adamw" and "Tucker core" in core.what
-    assert rows["fno_blocks.convs.0.weight.factors.factor_2"].treatment == "adamw"
-    muon_factors = {r.name: r for r in describe(model, "muon", lr=0.02, adjust_lr="original", treat={"*.factors.*": "matrix"})}
-    factor = muon_factors["fno_blocks.convs.0.weight.factors.factor_2"]  # (12 modes × rank)
+    core = rows["fno_blocks.convs.0.weight.core"]  # (r_in, r_out, r_m1, r_m2): one r_in × r_out matrix per rank pair
+    r_in, r_out, r_m1, r_m2 = core.shape
+    assert (core.layout, core.matrices, core.rows, core.cols) == ("per_mode", r_m1 * r_m2, r_in, r_out)
+    assert "Tucker core" in core.what
+    factor = rows["fno_blocks.convs.0.weight.factors.factor_2"]  # (12 modes × rank)
     assert (factor.layout, factor.matrices, (factor.rows, factor.cols)) == ("matrix", 1, tuple(factor.shape))
     assert math.isclose(factor.scale, math.sqrt(max(1.0, factor.rows / factor.cols)))
-    naive = {r.name: r for r in describe(model, "muon", treat={"*": "shape"})}
-    assert naive["fno_blocks.convs.0.weight.core"].layout == "per_mode"
+    adamw_factors = {r.name: r for r in describe(model, "muon", lr=0.02, treat={"*.factors.*": "adamw"})}
+    assert adamw_factors["fno_blocks.convs.0.weight.factors.factor_2"].treatment == "adamw"
+    assert adamw_factors["fno_blocks.convs.0.weight.core"].layout == "per_mode"
 
 
 def test_adamw_rows_and_totals():

@@ -33,9 +33,9 @@ def test_poisson_pairs_solve_the_periodic_poisson_equation():
 
 
 def test_muon_trains_a_tucker_tfno_in_neuralops_trainer():
-    """Measured 6.5x over 4 epochs and 8.9x over 6 (examples/neuralop_trainer.py); the test asks for 3x over 4."""
+    """Measured 6.1x over 4 epochs and 9.4x over 6 (examples/neuralop_trainer.py); the test asks for 3x over 4."""
     ex = _example()
-    before, after = ex.train("muon", epochs=4, lr=2e-2)
+    before, after = ex.train("muon", epochs=4, lr=8e-2)
     assert after < before / 3, (before, after)
 
 

@@ -44,23 +44,47 @@ def test_dense_fno_is_treated_as_before_and_grouped_as_before():
     assert [g["use_spectral"] for g in opt.param_groups] == [True, False]
 
 
-def test_tucker_core_and_factors_go_to_adamw():
-    """Measured (docs/models.md): AdamW on every factorized part beat Muon on the factors and the shape rule."""
+def test_tucker_core_is_per_rank_mode_and_factors_are_matrices():
+    """Measured (docs/models.md): Muon on the core's rank-mode slices and on the factors beat AdamW on them."""
     model = _model("model.name=tfno", "model.options.rank=0.42")
     t = _treatments(model)
-    assert t["fno_blocks.convs.0.weight.core"][0] is None and "Tucker core" in t["fno_blocks.convs.0.weight.core"][1]
+    assert t["fno_blocks.convs.0.weight.core"] == ("per_mode", "Tucker core (r_in × r_out per pair of rank modes)")
     for k in range(4):
-        assert t[f"fno_blocks.convs.1.weight.factors.factor_{k}"] == (None, "Tucker factor (n_k × r_k)")
-    assert t["fno_blocks.fno_skips.0.conv.weight"][0] == "conv"  # the dense matrices stay Muon's
-    # the old shape rule took the (r_in, r_out, r_m1, r_m2) core as per-mode matrices: the bug this fixes
-    core = dict(model.named_parameters())["fno_blocks.convs.0.weight.core"]
-    assert infer_layout(core) == "per_mode"
+        assert t[f"fno_blocks.convs.1.weight.factors.factor_{k}"] == ("matrix", "Tucker factor (n_k × r_k basis)")
+    assert t["fno_blocks.fno_skips.0.conv.weight"][0] == "conv"
+    assert t["fno_blocks.convs.0.bias"][0] is None
 
 
-def test_cp_and_tt_parts_go_to_adamw_and_separable_spectral_weights_too():
-    cp = _treatments(_model("model.name=tfno", "model.options.factorization=cp"))
-    assert {v for k, v in cp.items() if ".convs.0.weight." in k} == {
-        (None, "CP factor (n_k × R)"), (None, "vector (bias, scale or gate; singleton axes broadcast)")}
+def test_tucker_core_slices_are_channel_maps_in_the_factor_bases():
+    """The rule's premise, against tensorly-torch's own reconstruction: W[:, :, k1, k2] = U_in C(k) U_outᵀ with
+    C(k) = Σ_ab U_m1[k1, a] U_m2[k2, b] core[:, :, a, b] (a transposed or swapped axis would fail)."""
+    model = _model("model.name=tfno", "model.options.rank=0.42", "model.hidden_channels=8", "model.n_modes=[6,6]")
+    weight = model.fno_blocks.convs[0].weight
+    core, (u_in, u_out, u_m1, u_m2) = weight.core.detach(), [f.detach() for f in weight.factors]
+    assert core.shape[:2] == (u_in.shape[1], u_out.shape[1]) and core.shape[0] < u_in.shape[0]
+    per_mode = torch.einsum("ka,lb,pqab->klpq", u_m1, u_m2, core)
+    expected = torch.einsum("ip,klpq,oq->iokl", u_in, per_mode, u_out)
+    torch.testing.assert_close(weight.to_tensor().detach(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_separable_tucker_core_goes_to_adamw():
+    """A separable weight (C, m1, m2) has no in × out map per mode, so neither has its Tucker core."""
+    t = _treatments(_model("model.name=tfno", "model.options.rank=0.42", "model.options.separable=true"))
+    assert t["fno_blocks.convs.0.weight.core"] == (None, "Tucker core outside a dense spectral weight")
+
+
+def test_cp_factors_are_matrices_and_its_weights_go_to_adamw():
+    """Measured (docs/models.md): Muon on the CP factors beat AdamW on them."""
+    model = _model("model.name=tfno", "model.options.factorization=cp")
+    cp = _treatments(model)
+    weight = model.fno_blocks.convs[0].weight
+    for k, factor in enumerate(weight.factors):  # factor k: n_k × R, n_k the k-th axis of the full weight
+        assert factor.shape == (weight.shape[k], weight.rank)
+        assert cp[f"fno_blocks.convs.0.weight.factors.factor_{k}"] == ("matrix", "CP factor (n_k × R)")
+    assert cp["fno_blocks.convs.0.weight.weights"][0] is None
+
+
+def test_tt_parts_go_to_adamw_and_separable_spectral_weights_too():
     tt = _treatments(_model("model.name=tfno", "model.options.factorization=tt"))
     parts = [v for k, v in tt.items() if ".convs.0.weight." in k]
     assert all(layout is None for layout, _ in parts) and sum(what.startswith("TT core") for _, what in parts) >= 2
@@ -108,22 +132,22 @@ def test_an_unrecognized_matrix_goes_to_adamw_with_a_warning_naming_it():
 
 def test_overrides_by_name_pattern_first_match_wins():
     model = _model("model.name=tfno", "model.options.rank=0.42")
-    t = _treatments(model, overrides={"*.convs.0.weight.core": "flatten", "*.core": "shape", "*factor_3": "matrix"})
+    t = _treatments(model, overrides={"*.convs.0.weight.core": "flatten", "*.core": "adamw", "*factor_3": "shape"})
     assert t["fno_blocks.convs.0.weight.core"][0] == "flatten"
-    assert t["fno_blocks.convs.1.weight.core"][0] == "per_mode"
-    assert t["fno_blocks.convs.1.weight.factors.factor_3"][0] == "matrix"
-    assert t["fno_blocks.convs.1.weight.factors.factor_2"][0] is None
+    assert t["fno_blocks.convs.1.weight.core"] == (None, "set by the user")
+    assert t["fno_blocks.convs.1.weight.factors.factor_3"] == ("matrix", "by shape and dtype")
+    assert t["fno_blocks.convs.1.weight.factors.factor_2"] == ("matrix", "Tucker factor (n_k × r_k basis)")
     groups, _ = parameter_groups(model, treat={"*.core": "flatten"})
     flat = [g for g in groups if g.get("layout") == "flatten"]
     assert len(flat) == 1 and len(flat[0]["params"]) == 2
 
 
 def test_core_under_adamw_steps_exactly_as_torch_adamw():
-    """The AdamW part's step on the Tucker core is torch's AdamW with the AdamW part's lr (an independent reference)."""
+    """A core sent to AdamW by an override steps as torch's AdamW with the AdamW part's lr (an independent reference)."""
     model = _model("model.name=tfno", "model.options.rank=0.42")
     core = model.fno_blocks.convs[0].weight.core
     ref = nn.Parameter(core.detach().clone())
-    opt = build_optimizer(model, "muon", lr=0.02, adamw_lr=1e-3, weight_decay=0.1)
+    opt = build_optimizer(model, "muon", lr=0.02, adamw_lr=1e-3, weight_decay=0.1, treat={"*.core": "adamw"})
     torch_opt = torch.optim.AdamW([ref], lr=1e-3, weight_decay=0.1)
     for step in range(3):
         g = torch.randn(core.shape, dtype=core.dtype, generator=torch.Generator().manual_seed(step))
