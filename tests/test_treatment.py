@@ -84,10 +84,17 @@ def test_cp_factors_are_matrices_and_its_weights_go_to_adamw():
     assert cp["fno_blocks.convs.0.weight.weights"][0] is None
 
 
-def test_tt_parts_go_to_adamw_and_separable_spectral_weights_too():
-    tt = _treatments(_model("model.name=tfno", "model.options.factorization=tt"))
-    parts = [v for k, v in tt.items() if ".convs.0.weight." in k]
-    assert all(layout is None for layout, _ in parts) and sum(what.startswith("TT core") for _, what in parts) >= 2
+def test_tt_cores_are_per_outgoing_rank_and_separable_spectral_weights_go_to_adamw():
+    """Measured (docs/models.md): TT core k (r_{k-1}, n_k, r_k) as r_k matrices (r_{k-1} × n_k) beat AdamW on it;
+    the first core (1, n_0, r_0) is a row per rank, below min_side, so AdamW."""
+    model = _model("model.name=tfno", "model.options.factorization=tt", "model.options.rank=0.42",
+                   "model.hidden_channels=16", "model.n_modes=[8,8]")
+    tt = {t.name: t for _, t in treat_parameters(model)}
+    cores = [tt[f"fno_blocks.convs.0.weight.factors.factor_{k}"] for k in range(4)]
+    shapes = [tuple(f.shape) for f in model.fno_blocks.convs[0].weight.factors]
+    assert [s[0] for s in shapes[1:]] == [s[2] for s in shapes[:-1]] and shapes[0][0] == shapes[-1][2] == 1
+    assert cores[0].layout is None and cores[0].by.startswith("min_side")
+    assert all(c.layout == "per_mode" and c.what.startswith("TT core") for c in cores[1:])
     separable = _treatments(_model("model.options.separable=true"))
     assert separable["fno_blocks.convs.0.weight.tensor"][0] is None  # (C, m1, m2): a scale per channel and mode
 

@@ -16,7 +16,9 @@ matrices, `layouts.py`) or AdamW. It is decided by the module that owns the para
   default Darcy TFNO (rank 0.42, LR swept per treatment, three seeds) this beat AdamW on the core and
   factors by 0.83× error at 33² and 0.92× at 129², and each half of it alone (docs/models.md,
   "Factorized spectral weights").
-- CP factors and weights, TT cores: AdamW (measured against the shape rule, docs/models.md).
+- A CP weight (a sum of R rank-1 terms): each factor (n_k × R) one matrix, the R weights AdamW.
+  A TT weight: core k (r_{k-1}, n_k, r_k) one r_{k-1} × n_k matrix per outgoing rank. Both measured
+  against AdamW on the same parts on the default Darcy TFNO (docs/models.md).
 - Vectors and scalars (biases, norm scales, gates), learned tokens and embeddings: AdamW.
 - Any other parameter with ≥ 2 dimensions: AdamW, with a warning naming it.
 
@@ -107,7 +109,7 @@ def _structural(local: str, p: Tensor, owner: nn.Module, parent: nn.Module | Non
     if kinds["cp"] and isinstance(parent, kinds["cp"]):
         return "matrix", "CP factor (n_k × R)"
     if kinds["tt"] and isinstance(parent, kinds["tt"]):
-        return None, "TT core (r_{k-1} × n_k × r_k)"
+        return "per_mode", "TT core (one r_{k-1} × n_k matrix per outgoing rank r_k)"
     names = _mro_names(owner) | (_mro_names(parent) if parent is not None else set())
     if "CODANO" in names and (local == "cls_token" or isinstance(owner, nn.ParameterDict)):
         return None, "learned token or positional encoding"
