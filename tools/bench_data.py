@@ -3,9 +3,9 @@
 Writes a synthetic canonical file of `--size` bytes (default 8G: 2-D fields on a 129² nodal grid,
 float32, CanonicalWriter's chunk layout), then trains the same FNO (same seed, AdamW) for a fixed
 number of steps twice, each in a fresh subprocess after evicting the file from the page cache
-(posix_fadvise DONTNEED): out of core (`in_memory=False`: shuffled chunk-aligned windows read by
-DataLoader workers) over the whole file, and in memory over a subset that fits (its loading time is
-reported, not counted). Prints samples/s and peak RSS of each; the last line is
+(posix_fadvise DONTNEED; `--warm` reads it into the cache instead): out of core (`in_memory=False`:
+shuffled chunk-aligned windows read by DataLoader workers) over the whole file, and in memory over a
+subset that fits (its loading time is reported, not counted). Prints samples/s and peak RSS of each; the last line is
 
     out-of-core / in-memory samples/s: R (peak RSS M MiB)
 
@@ -17,7 +17,8 @@ Each run applies the glibc malloc setting the trainer applies (`train.keep_freed
 subset frees 32 MiB read blocks, which raises glibc's dynamic mmap threshold as a side effect, so
 the in-memory run reuses its step's activations while the out-of-core run maps and faults them in
 afresh every step. Each line also gives load-independent counts of the training process per timed
-step: its minor page faults and its CPU seconds (all its threads; the workers' are not included).
+step: its minor page faults and its CPU seconds (all its threads, and the part spent in the kernel),
+and the reading workers' CPU seconds over their whole life divided by the timed steps.
 
     python tools/bench_data.py                       # 8 GB file under datasets/, removed afterwards
     python tools/bench_data.py --size 200M --steps 100
@@ -83,18 +84,28 @@ def evict(path: Path) -> None:
         os.close(fd)
 
 
+def warm(path: Path) -> None:
+    """Read the whole file once, so a run finds it in the page cache (`--warm`: the disk left out)."""
+    with path.open("rb") as fh:
+        while fh.read(64 * 2**20):
+            pass
+
+
 def run_variant(args: argparse.Namespace) -> dict:
     """Train for args.steps steps in this process; samples/s and peak RSS (MiB) as a dict."""
     import torch
 
     from opspec.config import load_config
     from opspec.data import OperatorDataset
+    from opspec.data import batches
     from opspec.data.batches import epoch_loader
     from opspec.metrics import relative_l2
     from opspec.models import build_model
     from opspec.runtime import keep_freed_memory
 
     kept = False if args.no_keep_freed_memory else keep_freed_memory()
+    if args.worker_niceness is not None:
+        batches.WORKER_NICENESS = args.worker_niceness
     torch.manual_seed(0)
     cfg = load_config(overrides=[f"model.hidden_channels={args.width}", f"model.n_modes=[{args.modes},{args.modes}]"])
     start = time.perf_counter()
@@ -123,6 +134,7 @@ def run_variant(args: argparse.Namespace) -> dict:
             if steps == 0:  # the clock starts after one warm-up step (the first read, worker start-up)
                 start = time.perf_counter()
                 cpu, faults = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+                sys_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_stime
             else:
                 samples += len(a)
             steps += 1
@@ -132,13 +144,17 @@ def run_variant(args: argparse.Namespace) -> dict:
     seconds = time.perf_counter() - start
     cpu_per_step = (time.process_time() - cpu) / args.steps
     faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
+    sys_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_cpu) / args.steps
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024 if workers else 0.0
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped when the loop broke off
+    worker_rss = children.ru_maxrss / 1024 if workers else 0.0
+    worker_cpu = (children.ru_utime + children.ru_stime) / args.steps if workers else 0.0
     return {"variant": args.variant, "samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
             "warmup_seconds": start - first, "wait_seconds": waited,
             "train_samples": len(data), "load_seconds": load_seconds, "rss_mib": self_rss, "worker_rss_mib": worker_rss,
             "workers": workers, "peak_rss_mib": self_rss + workers * worker_rss, "keep_freed_memory": kept,
-            "cpu_s_per_step": cpu_per_step, "minor_faults_per_step": faults_per_step}
+            "cpu_s_per_step": cpu_per_step, "sys_s_per_step": sys_per_step, "worker_cpu_s_per_step": worker_cpu,
+            "minor_faults_per_step": faults_per_step}
 
 
 def main() -> None:
@@ -158,6 +174,11 @@ def main() -> None:
     parser.add_argument("--modes", type=int, default=12)
     parser.add_argument("--no-keep-freed-memory", action="store_true",
                         help="skip the glibc malloc setting the trainer applies (runtime.keep_freed_memory)")
+    parser.add_argument("--warm", action="store_true",
+                        help="read the file into the page cache before each run instead of evicting it (separates "
+                             "the reading pipeline's cost from the disk's; needs free RAM for the whole file)")
+    parser.add_argument("--worker-niceness", type=int, default=None,
+                        help="os.nice increment of the reading workers (default: opspec.data.batches.WORKER_NICENESS)")
     parser.add_argument("--variant", choices=("out-of-core", "in-memory"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.variant:  # a child run
@@ -177,11 +198,12 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"out-of-core": [], "in-memory": []}
         for round_ in range(args.rounds):
             for variant in runs:
-                evict(path)
+                warm(path) if args.warm else evict(path)
                 cmd = [sys.executable, __file__, "--variant", variant, "--file", str(path), "--steps", str(args.steps),
                        "--batch-size", str(args.batch_size), "--resolution", str(args.resolution), "--workers",
                        str(args.workers), "--in-memory-samples", str(subset), "--width", str(args.width),
                        "--modes", str(args.modes)] + (["--no-keep-freed-memory"] if args.no_keep_freed_memory else [])
+                cmd += [] if args.worker_niceness is None else ["--worker-niceness", str(args.worker_niceness)]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 r = json.loads(out.strip().splitlines()[-1])
                 runs[variant].append(r)
@@ -189,7 +211,9 @@ def main() -> None:
                 print(f"round {round_ + 1} {variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} "
                       f"samples ({r['wait_seconds']:.1f} of {r['seconds']:.1f} s waiting for data) after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
                       f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}; per step "
-                      f"{r['minor_faults_per_step']:.0f} minor page faults, {r['cpu_s_per_step']:.2f} CPU s "
+                      f"{r['minor_faults_per_step']:.0f} minor page faults, {r['cpu_s_per_step']:.3f} CPU s "
+                      f"({r['sys_s_per_step']:.3f} in the kernel)"
+                      + (f" + {r['worker_cpu_s_per_step']:.3f} in the worker(s)" if r["workers"] else "") + " "
                       f"(keep_freed_memory {r['keep_freed_memory']})", flush=True)
         rate = {v: statistics.median(r["samples_per_s"] for r in rs) for v, rs in runs.items()}
         peak = max(r["peak_rss_mib"] for r in runs["out-of-core"])
