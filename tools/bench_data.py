@@ -5,7 +5,8 @@ float32, CanonicalWriter's chunk layout), then trains the same FNO (same seed, A
 number of steps twice, each in a fresh subprocess after evicting the file from the page cache
 (posix_fadvise DONTNEED; `--warm` reads it into the cache instead): out of core (`in_memory=False`:
 shuffled chunk-aligned windows read by DataLoader workers) over the whole file, and in memory over a
-subset that fits (its loading time is reported, not counted). Prints samples/s and peak RSS of each; the last line is
+subset that fits (its loading time is reported, not counted). Prints samples/s and peak RSS of each;
+the last line is
 
     out-of-core / in-memory samples/s: R (peak RSS M MiB)
 
@@ -198,7 +199,10 @@ def main() -> None:
         runs: dict[str, list[dict]] = {"out-of-core": [], "in-memory": []}
         for round_ in range(args.rounds):
             for variant in runs:
-                warm(path) if args.warm else evict(path)
+                if args.warm:
+                    warm(path)
+                else:
+                    evict(path)
                 cmd = [sys.executable, __file__, "--variant", variant, "--file", str(path), "--steps", str(args.steps),
                        "--batch-size", str(args.batch_size), "--resolution", str(args.resolution), "--workers",
                        str(args.workers), "--in-memory-samples", str(subset), "--width", str(args.width),
