@@ -64,6 +64,12 @@ def sweep_lrs(base: float, factors: list[float]) -> list[float]:
     return sorted(_round(base * f) for f in factors)
 
 
+def _edge_mark(lr: float, swept: Any) -> str:
+    """" (edge)" when the chosen LR is the smallest or largest of several swept: the best may lie beyond."""
+    lrs = sorted(set(swept))
+    return " (edge)" if len(lrs) > 1 and lr in (lrs[0], lrs[-1]) else ""
+
+
 def load_results(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
@@ -164,9 +170,7 @@ def summarize(results: list[dict[str, Any]], optimizers: list[str], seeds: list[
     for name, (lr, runs) in best.items():
         curve = mean_curve(runs)
         reach = next((i + 1 for i, v in enumerate(curve) if target is not None and v <= target), None)
-        swept = sorted(by_opt[name])
-        edge = " (edge)" if len(swept) > 1 and lr in (swept[0], swept[-1]) else ""
-        rows.append([name, f"{lr:g}{edge}", *[_mean_spread([r["final"][res] for r in runs]) for res in resolutions],
+        rows.append([name, f"{lr:g}{_edge_mark(lr, by_opt[name])}", *[_mean_spread([r["final"][res] for r in runs]) for res in resolutions],
                      "—" if reach is None else f"{reach} of {len(curve)}",
                      f"{statistics.median(r['seconds_per_epoch'] for r in runs):.2f}", str(len(runs))])
     with (out / "summary.csv").open("w", newline="") as fh:
@@ -263,8 +267,7 @@ def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: 
         sec = statistics.median(r["seconds_per_epoch"] for r in per_budget[top][1])
         cost = epoch_cost.get(name, sec / adamw_sec)
         wall = "—" if match[0] is None else f"{'≤ ' if match[1] == '≤' else ''}{match[0] * cost / top:.2f}"
-        swept = {b: sorted({r["lr"] for r in by_budget[b] if r["optimizer"] == name}) for b in budgets}
-        edge = {b: " (edge)" if len(swept[b]) > 1 and per_budget[b][0] in (swept[b][0], swept[b][-1]) else ""
+        edge = {b: _edge_mark(per_budget[b][0], [r["lr"] for r in by_budget[b] if r["optimizer"] == name])
                 for b in budgets}
         rows.append([name, *[f"{per_budget[b][0]:g}{edge[b]}" for b in budgets],
                      *[_mean_spread([r["final"][train_res] for r in per_budget[b][1]]) for b in budgets],
