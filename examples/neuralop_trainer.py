@@ -6,7 +6,7 @@ neuralop's `Trainer` calls `loss.backward()` then `optimizer.step()` without a c
 optimizer that needs no loss works in it unchanged: `build_optimizer(model, "muon")` gives one object
 that steps the TFNO's matrices with Muon (lifting, projection, skips, channel MLPs, the Tucker factors,
 and the Tucker core as one matrix per pair of rank modes) and its biases and gates with AdamW
-(`python -m opspec.optim.describe model.name=tfno` shows which, docs/models.md why). The default
+(`python -m opspec.describe model.name=tfno` shows which, docs/models.md why). The default
 lr, 8e-2, is the best of 5e-3…1.6e-1 for this tiny model over 4 epochs. SpecMuon needs the loss at every
 step; without a closure it stops with a one-line error saying how to pass it.
 

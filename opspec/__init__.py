@@ -4,7 +4,7 @@ Data flows one way: canonical HDF5 file -> Dataset -> model -> optimizer -> chec
 `opspec.train` composes them and `opspec.evaluate` reads a checkpoint back.
 """
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 __version__ = "0.1.0"
 __all__ = ["OpspecError", "__version__"]

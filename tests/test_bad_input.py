@@ -1,7 +1,7 @@
 """Bad input, table-driven (issue 13 §9): every case must end in exactly one `error: …` line on stderr,
 a non-zero exit, no traceback, and no file created or changed.
 
-Most cases call the CLIs' `main(argv)` in this process (they are wrapped by `opspec.errors.cli_main`),
+Most cases call the CLIs' `main(argv)` in this process (they are wrapped by `opspec.core.errors.cli_main`),
 with stdout/stderr captured and Python warnings shown on stderr as a terminal would show them; a few
 run in a subprocess where the process itself matters (a full disk, a second writer on one run folder).
 Each case runs in its own copy of a small "world" folder (data files, a trained run, broken files), and
@@ -34,8 +34,8 @@ from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
 from opspec.data.__main__ import main as data_main
 from opspec.data.canonical import CanonicalWriter
-from opspec.evaluate import main as evaluate_main
-from opspec.train import main as train_main
+from opspec.training.evaluate import main as evaluate_main
+from opspec.training.trainer import main as train_main
 
 MAINS: dict[str, Callable] = {"train": train_main, "evaluate": evaluate_main, "data": data_main}
 MODULES = {"train": "opspec.train", "evaluate": "opspec.evaluate", "data": "opspec.data"}

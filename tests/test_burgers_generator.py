@@ -11,7 +11,7 @@ import torch
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.generate import generate_dataset
 from opspec.data.generate.burgers import generate_burgers, grf_std_1d, sample_grf_1d, solve_burgers
-from opspec.train import main as train_main
+from opspec.training.trainer import main as train_main
 
 PI = np.pi
 

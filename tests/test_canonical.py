@@ -14,7 +14,7 @@ import xarray as xr
 
 from opspec.data import CanonicalFile, CanonicalWriter, OperatorDataset, fit_normalizer, write_canonical
 from opspec.data.__main__ import main as data_main
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 def _write(path, n_train=5, n_test=3, s=9, grid="nodal", fill=None):
@@ -336,7 +336,7 @@ def test_stale_temp_files_of_the_output_are_removed_before_writing(tmp_path):
 
     out = tmp_path / "g.h5"
     killed = subprocess.run(
-        [sys.executable, "-c", "import os, signal, sys\nfrom opspec.fileio import atomic_path\n"
+        [sys.executable, "-c", "import os, signal, sys\nfrom opspec.core.fileio import atomic_path\n"
          "with atomic_path(sys.argv[1]) as tmp:\n    tmp.write_bytes(b'x' * 1000)\n    os.kill(os.getpid(), signal.SIGKILL)",
          str(out)], capture_output=True)
     assert killed.returncode == -9

@@ -1,4 +1,4 @@
-"""opspec.checkpoint piece by piece, in milliseconds (no training): the fast subset the mutation run of
+"""opspec.training.checkpoint piece by piece, in milliseconds (no training): the fast subset the mutation run of
 checkpoint.py uses (docs/RESULTS.md, "Mutation testing"). Each test names the plausible bug it catches."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import torch
 
-import opspec.checkpoint
-from opspec.checkpoint import (
+import opspec.training.checkpoint
+from opspec.training.checkpoint import (
     append_metrics, atomic_save, best_of, load_checkpoint, make_payload, read_metrics, reconcile_run, resolve_checkpoint,
     restore_training_state, rng_state, set_rng_state, tensor_state_dict,
 )
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 def _parts(seed: int = 0, width: int = 3):
@@ -110,7 +110,7 @@ def test_a_failed_checkpoint_write_is_an_os_error_naming_the_file(tmp_path, monk
     def broken(obj, fh, *args, **kwargs):
         raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
 
-    monkeypatch.setattr(opspec.checkpoint.torch, "save", broken)
+    monkeypatch.setattr(opspec.training.checkpoint.torch, "save", broken)
     with pytest.raises(OSError) as info:
         atomic_save(_payload(), tmp_path / "last.pt")
     assert info.value.errno == errno.EIO and info.value.filename == str(tmp_path / "last.pt")

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from opspec.config import Config, load_config, to_container
-from opspec.errors import OpspecError
+from opspec.training.config import Config, load_config, to_container
+from opspec.core.errors import OpspecError
 
 CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
 

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import torch
 
-from opspec.checkpoint import load_checkpoint
-from opspec.config import load_config
+from opspec.training.checkpoint import load_checkpoint
+from opspec.training.config import load_config
 from opspec.data.canonical import CanonicalFile, CanonicalWriter
-from opspec.evaluate import evaluate_model, main as evaluate_main
+from opspec.training.evaluate import evaluate_model, main as evaluate_main
 from opspec.optim import Muon
-from opspec.train import Trainer
+from opspec.training.trainer import Trainer
 from conftest import StopAfter, stop_after, write_mat73
 
 
@@ -238,7 +238,7 @@ def test_muon_matches_torch_muon_over_several_steps_with_nesterov(rule, float32_
 
 def test_relative_l2_adds_eps_to_the_reference_norm():
     """Killed mutant (mutmut): `diff / (ref - eps)`; eps guards an all-zero target, so it must be added."""
-    from opspec.metrics import relative_l2
+    from opspec.training.metrics import relative_l2
 
     true = torch.tensor([[3.0, 4.0], [0.0, 0.0]])
     pred = torch.tensor([[0.0, 0.0], [1.0, 0.0]])
@@ -280,7 +280,7 @@ def test_neuralop_pt_is_unpickled_weights_only(tmp_path):
     from fractions import Fraction
 
     from opspec.data.convert import convert
-    from opspec.errors import OpspecError
+    from opspec.core.errors import OpspecError
 
     x = torch.rand(4, 8, 8)
     torch.save({"x": x, "y": x.clone(), "extra": Fraction(1, 3)}, tmp_path / "darcy_train_8.pt")

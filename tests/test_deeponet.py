@@ -10,15 +10,15 @@ import pytest
 import torch
 from einops import rearrange
 
-from opspec.checkpoint import load_checkpoint
-from opspec.config import load_config
+from opspec.training.checkpoint import load_checkpoint
+from opspec.training.config import load_config
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.generate import generate_dataset
-from opspec.evaluate import evaluate_model, main as evaluate_main, model_from_checkpoint
+from opspec.training.evaluate import evaluate_model, main as evaluate_main, model_from_checkpoint
 from opspec.models import DeepONet, build_model
 from opspec.models.deeponet import grid_coords
 from opspec.optim import build_optimizer, split_parameters
-from opspec.train import main as train_main
+from opspec.training.trainer import main as train_main
 
 SMALL = dict(branch_width=16, trunk_width=16, depth=2, basis=8)
 DEEPONET = ["model.name=deeponet", "model.branch_width=32", "model.trunk_width=32", "model.depth=2", "model.basis=16"]

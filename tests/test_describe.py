@@ -1,4 +1,4 @@
-"""`python -m opspec.optim.describe` and `describe(model)`: one row per parameter, as the optimizer will treat it."""
+"""`python -m opspec.describe` and `describe(model)`: one row per parameter, as the optimizer will treat it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import torch
 from neuralop.models import FNO, TFNO
 
-from opspec.optim.describe import describe, format_rows, main
+from opspec.training.describe import describe, format_rows, main
 
 SMALL = ["model.hidden_channels=6", "model.n_layers=2", "model.n_modes=[4,4]", "data.path=/nonexistent/darcy.h5"]
 
@@ -59,7 +59,7 @@ def test_cli_prints_one_row_per_parameter_of_the_configured_model(capsys):
     assert out[0] == "model tfno (1 → 1 channels, 2-D), optimizer muon"
     assert out[1].split()[:9] == ["parameter", "shape", "dtype", "treatment", "matrices", "matrix", "lr", "scale", "lr"]
     body = out[3:out.index("")]
-    from opspec.config import load_config
+    from opspec.training.config import load_config
     from opspec.models import build_model
 
     model = build_model(load_config(overrides=[*SMALL, "model.name=tfno", "model.options.rank=0.42"]).model, 1, 1, 2)

@@ -18,7 +18,7 @@ import torch.multiprocessing as mp
 
 from conftest import TINY_OVERRIDES
 from opspec.optim.sharding import Work, communicated_bytes, partition, run_sharded
-from opspec.train import main as train_main
+from opspec.training.trainer import main as train_main
 
 
 # ---------------------------------------------------------------------------------------------

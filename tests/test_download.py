@@ -20,7 +20,7 @@ from opspec.data import download as dl
 from opspec.data import sources
 from opspec.data.canonical import CanonicalFile
 from opspec.data.sources import SOURCES, Source
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -278,7 +278,7 @@ def test_extraction_removes_folders_left_by_a_killed_extraction(tmp_path):
     archive.write_bytes(buf.getvalue())
     dest = tmp_path / "a.tar.d"
     killed = subprocess.run(
-        [sys.executable, "-c", "import os, signal, sys, tempfile\nfrom opspec.fileio import temp_prefix\n"
+        [sys.executable, "-c", "import os, signal, sys, tempfile\nfrom opspec.core.fileio import temp_prefix\n"
          "t = tempfile.mkdtemp(prefix=temp_prefix(sys.argv[1]), suffix='.tmp', dir=os.path.dirname(sys.argv[1]))\n"
          "open(os.path.join(t, 'half'), 'w').write('x')\nos.kill(os.getpid(), signal.SIGKILL)", str(dest)])
     assert killed.returncode == -9 and len(list(tmp_path.glob(".a.tar.d.*.tmp"))) == 1

@@ -1,4 +1,4 @@
-"""Global gradient clipping (opspec.precision.clip_grad_norm_) with complex gradients, by hand and
+"""Global gradient clipping (opspec.training.precision.clip_grad_norm_) with complex gradients, by hand and
 against torch's clipping of the real views; and train.grad_clip + train.warmup_epochs in a run that
 is interrupted and resumed."""
 
@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from opspec.precision import clip_grad_norm_
+from opspec.training.precision import clip_grad_norm_
 
 
 def _params():
@@ -56,9 +56,9 @@ def test_below_max_norm_the_gradients_are_untouched():
 
 
 def test_resume_is_bitwise_with_clipping_and_warmup(tiny_overrides, tmp_path):
-    from opspec.checkpoint import load_checkpoint
-    from opspec.config import load_config
-    from opspec.train import Trainer
+    from opspec.training.checkpoint import load_checkpoint
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
 
     class Stop(Exception):
         pass

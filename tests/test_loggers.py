@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from opspec.errors import OpspecError
-from opspec.loggers import RunLogger, build_logger
+from opspec.core.errors import OpspecError
+from opspec.training.loggers import RunLogger, build_logger
 
 
 def _png(path: Path) -> Path:
@@ -113,7 +113,7 @@ def test_real_wandb_offline_run_writes_under_the_run_folder(tmp_path, monkeypatc
 
 
 def test_trainer_logs_steps_epochs_lrs_optimizer_share_and_figures(tiny_overrides, monkeypatch):
-    from opspec.train import main as train_main
+    from opspec.training.trainer import main as train_main
 
     fake = FakeWandb()
     monkeypatch.setitem(sys.modules, "wandb", fake)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from opspec.metrics import relative_l2
+from opspec.training.metrics import relative_l2
 
 
 def test_relative_l2_matches_hand_computation():

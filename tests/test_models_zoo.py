@@ -8,8 +8,8 @@ import pytest
 import torch
 from neuralop.models import FNO, TFNO
 
-from opspec.config import CHOICES, load_config
-from opspec.errors import OpspecError
+from opspec.training.config import CHOICES, load_config
+from opspec.core.errors import OpspecError
 from opspec.models import MODEL_NAMES, build_model
 
 SMALL = ["model.hidden_channels=6", "model.n_layers=2", "model.n_modes=[4,4]"]
@@ -108,7 +108,7 @@ def test_sfno_builds_when_torch_harmonics_is_installed():
 
 def test_options_travel_with_the_checkpointed_config():
     """evaluate rebuilds a model from its config: the options must survive the container round trip."""
-    from opspec.config import to_container
+    from opspec.training.config import to_container
 
     cfg = load_config(overrides=[*SMALL, "model.name=tfno", "model.options.rank=0.42", "model.options.domain_padding=[0.1,0.2]"])
     again = load_config(base=to_container(cfg))

@@ -14,9 +14,9 @@ from opspec.data.__main__ import main as data_main
 from opspec.data.batches import epoch_loader
 from opspec.data.convert import convert
 from opspec.data.multifile import open_data
-from opspec.errors import OpspecError
-from opspec.evaluate import main as evaluate_main
-from opspec.train import main as train_main
+from opspec.core.errors import OpspecError
+from opspec.training.evaluate import main as evaluate_main
+from opspec.training.trainer import main as train_main
 
 
 def _write(path, parts, problem="darcy", s=17):

@@ -18,7 +18,7 @@ from opspec.data.generate.navier_stokes import (
     snapshot_steps,
     solve_navier_stokes,
 )
-from opspec.train import main as train_main
+from opspec.training.trainer import main as train_main
 
 PI = np.pi
 

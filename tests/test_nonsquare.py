@@ -10,8 +10,8 @@ import pytest
 
 from opspec.data import CanonicalFile, OperatorDataset, write_canonical
 from opspec.data.canonical import parse_resolution
-from opspec.errors import OpspecError
-from opspec.train import main as train_main
+from opspec.core.errors import OpspecError
+from opspec.training.trainer import main as train_main
 
 
 @pytest.fixture()

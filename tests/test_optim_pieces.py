@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from opspec.config import OptimizerConfig, load_config, to_container
+from opspec.training.config import OptimizerConfig, load_config, to_container
 from opspec.optim import (Muon, SpecMuon, SpectralOptimizer, build_optimizer, check_optimizer_options, options_from_config,
                           polar, resolve_layout)
 from opspec.optim.apply import decoupled_update, heavy_ball, lr_scale

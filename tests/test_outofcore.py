@@ -11,7 +11,7 @@ import opspec.data.canonical as canonical
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader, epoch_windows
 from opspec.data.rechunk import rechunk
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 def _write(path, n_train=50, n_test=7, s=17, rows=None, monkeypatch=None):

@@ -8,8 +8,8 @@ import torch
 from neuralop.layers.spectral_convolution import SpectralConv
 from neuralop.models import FNO
 
-from opspec.errors import OpspecError
-from opspec.precision import GradScaler, Precision, check_precision, keep_spectral_fp32
+from opspec.core.errors import OpspecError
+from opspec.training.precision import GradScaler, Precision, check_precision, keep_spectral_fp32
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -72,9 +72,9 @@ def test_spectral_blocks_run_fp32_under_autocast_and_agree_with_fp32():
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_training_runs_in_reduced_precision(tiny_overrides, tmp_path, precision):
-    from opspec.checkpoint import load_checkpoint
-    from opspec.config import load_config
-    from opspec.train import Trainer
+    from opspec.training.checkpoint import load_checkpoint
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
 
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=2", f"train.precision={precision}"])
     trainer = Trainer(cfg, run_dir=tmp_path / precision)
@@ -115,8 +115,8 @@ def test_cuda_autocast_forward_backward_agrees_with_fp32(precision, tol):
 @CUDA
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
 def test_cuda_training_in_reduced_precision(tiny_overrides, tmp_path, precision):
-    from opspec.config import load_config
-    from opspec.train import Trainer
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
 
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=2", "train.device=cuda", f"train.precision={precision}"])
     history = Trainer(cfg, run_dir=tmp_path / precision).fit()
@@ -124,13 +124,13 @@ def test_cuda_training_in_reduced_precision(tiny_overrides, tmp_path, precision)
 
 
 def test_compile_trains_on_cpu_like_eager(tiny_overrides, tmp_path, monkeypatch):
-    import opspec.precision
-    from opspec.checkpoint import load_checkpoint
-    from opspec.config import load_config
-    from opspec.train import Trainer
+    import opspec.training.precision
+    from opspec.training.checkpoint import load_checkpoint
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
 
     # the graph capture and AOT autograd of torch.compile without inductor's C++ build (minutes on this CPU)
-    monkeypatch.setattr(opspec.precision, "COMPILE_BACKEND", "aot_eager")
+    monkeypatch.setattr(opspec.training.precision, "COMPILE_BACKEND", "aot_eager")
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=1"])
     compiled = Trainer(load_config(base=cfg, overrides=["train.compile=true"]), run_dir=tmp_path / "compiled")
     assert isinstance(compiled.train_net, torch._dynamo.eval_frame.OptimizedModule)
@@ -145,11 +145,11 @@ def test_compile_trains_on_cpu_like_eager(tiny_overrides, tmp_path, monkeypatch)
 
 
 def test_compile_without_a_cpp_compiler_is_refused_before_the_run_folder(tiny_overrides, tmp_path, monkeypatch):
-    import opspec.precision
-    from opspec.config import load_config
-    from opspec.train import Trainer
+    import opspec.training.precision
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
 
-    monkeypatch.setattr(opspec.precision.shutil, "which", lambda name: None)
+    monkeypatch.setattr(opspec.training.precision.shutil, "which", lambda name: None)
     with pytest.raises(OpspecError, match=r"^train.compile=true on the CPU needs a C\+\+ compiler"):
         Trainer(load_config(overrides=tiny_overrides + ["train.compile=true"]), run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()

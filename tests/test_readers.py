@@ -13,7 +13,7 @@ import torch
 from opspec.data.canonical import CanonicalFile
 from opspec.data.convert import add_convert_parser, convert, run_convert
 from opspec.data.formats import detect_format, open_foreign
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 from conftest import write_mat73
 
 RNG = np.random.default_rng(0)

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import opspec.train
-from opspec.checkpoint import load_checkpoint
-from opspec.config import load_config
-from opspec.errors import OpspecError
-from opspec.train import Trainer
+import opspec.training.trainer
+from opspec.training.checkpoint import load_checkpoint
+from opspec.training.config import load_config
+from opspec.core.errors import OpspecError
+from opspec.training.trainer import Trainer
 from conftest import TINY_OVERRIDES
 
 FAST = ["optimizer.name=adamw", "train.scheduler=cosine"]
@@ -94,15 +94,15 @@ def test_a_kill_between_the_writes_of_an_epoch_is_repaired_on_resume(kill_at, ti
     Trainer(cfg, run_dir=tmp_path / "full").fit()
 
     name = {"after_last": "atomic_copy", "after_best": "append_metrics"}[kill_at]
-    real = getattr(opspec.train, name)
+    real = getattr(opspec.training.trainer, name)
 
     def killed(*args, **kwargs):
         raise Kill
 
-    monkeypatch.setattr(opspec.train, name, killed)
+    monkeypatch.setattr(opspec.training.trainer, name, killed)
     with pytest.raises(Kill):
         Trainer(cfg, run_dir=tmp_path / "run").fit()
-    monkeypatch.setattr(opspec.train, name, real)
+    monkeypatch.setattr(opspec.training.trainer, name, real)
     run = tmp_path / "run"
     assert load_checkpoint(run / "last.pt")["epoch"] == 1 and _records(run) == []
     assert (run / "best.pt").exists() == (kill_at == "after_best")

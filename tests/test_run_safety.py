@@ -15,11 +15,11 @@ import h5py
 import pytest
 import torch
 
-from opspec.checkpoint import load_checkpoint
-from opspec.config import load_config
-from opspec.errors import OpspecError
-from opspec.fileio import atomic_path, remove_stale_temps, temp_prefix
-from opspec.train import DivergedError, Trainer, main as train_main
+from opspec.training.checkpoint import load_checkpoint
+from opspec.training.config import load_config
+from opspec.core.errors import OpspecError
+from opspec.core.fileio import atomic_path, remove_stale_temps, temp_prefix
+from opspec.training.trainer import DivergedError, Trainer, main as train_main
 
 FAST = ["optimizer.name=adamw"]
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,7 +48,7 @@ def test_a_second_writer_on_a_run_folder_is_refused_naming_the_holders_pid(tiny_
     trainer.fit()
     trainer.close()
     run = tmp_path / "run"
-    holder = _python(f"from opspec.fileio import FolderLock\nlock = FolderLock({str(run)!r})\nassert lock.acquire()\n"
+    holder = _python(f"from opspec.core.fileio import FolderLock\nlock = FolderLock({str(run)!r})\nassert lock.acquire()\n"
                      "print('ready', flush=True)\nimport time\ntime.sleep(120)")
     try:
         _wait_ready(holder)
@@ -63,7 +63,7 @@ def test_a_second_writer_on_a_run_folder_is_refused_naming_the_holders_pid(tiny_
         (tmp_path / "runs").mkdir()
         locked = tmp_path / "runs" / "darcy_fno"
         locked.mkdir()
-        holder2 = _python(f"from opspec.fileio import FolderLock\nlock = FolderLock({str(locked)!r})\nassert lock.acquire()\n"
+        holder2 = _python(f"from opspec.core.fileio import FolderLock\nlock = FolderLock({str(locked)!r})\nassert lock.acquire()\n"
                           "print('ready', flush=True)\nimport time\ntime.sleep(120)")
         try:
             _wait_ready(holder2)
@@ -128,8 +128,8 @@ def test_a_nan_lr_and_other_bad_values_create_no_run_folder(tiny_overrides, tmp_
 SLEEPER = """
 import sys, time
 from pathlib import Path
-from opspec.errors import cli_main
-from opspec.fileio import atomic_path
+from opspec.core.errors import cli_main
+from opspec.core.fileio import atomic_path
 
 @cli_main
 def main():

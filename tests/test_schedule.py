@@ -9,7 +9,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from opspec.schedule import build_scheduler, lr_factor
+from opspec.training.schedule import build_scheduler, lr_factor
 
 
 def _optimizer(lrs=(0.1, 0.03)) -> torch.optim.Optimizer:

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import opspec.checkpoint
-from opspec.checkpoint import load_checkpoint
-from opspec.config import load_config
-from opspec.evaluate import main as evaluate_main
-from opspec.train import Trainer, main as train_main
+import opspec.training.checkpoint
+from opspec.training.checkpoint import load_checkpoint
+from opspec.training.config import load_config
+from opspec.training.evaluate import main as evaluate_main
+from opspec.training.trainer import Trainer, main as train_main
 from conftest import StopAfter, stop_after
 
 
@@ -86,7 +86,7 @@ def test_crash_while_saving_keeps_the_previous_checkpoint(tiny_overrides, tmp_pa
         fh.write(b"half a checkpoint")
         raise OSError("disk full")
 
-    monkeypatch.setattr(opspec.checkpoint.torch, "save", broken_save)
+    monkeypatch.setattr(opspec.training.checkpoint.torch, "save", broken_save)
     with pytest.raises(OSError, match="disk full"):
         Trainer(cfg, resume=load_checkpoint(tmp_path / "run")).fit()
     assert (tmp_path / "run" / "last.pt").read_bytes() == before

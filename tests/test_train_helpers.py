@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-import opspec.train as train
-from opspec.config import load_config, to_container, to_yaml
-from opspec.distributed import Ranks
-from opspec.errors import OpspecError
-from opspec.fileio import FolderLock
-from opspec.loggers import RunLogger
-from opspec.precision import Precision
+import opspec.training.trainer as train
+from opspec.training.config import load_config, to_container, to_yaml
+from opspec.training.distributed import Ranks
+from opspec.core.errors import OpspecError
+from opspec.core.fileio import FolderLock
+from opspec.training.loggers import RunLogger
+from opspec.training.precision import Precision
 
 
 def bare_trainer(**attributes) -> train.Trainer:

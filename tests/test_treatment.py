@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from opspec.config import load_config
-from opspec.errors import OpspecError
+from opspec.training.config import load_config
+from opspec.core.errors import OpspecError
 from opspec.models import DeepONet, build_model
 from opspec.optim import build_optimizer, infer_layout
 from opspec.optim.build import parameter_groups
@@ -186,7 +186,7 @@ def test_treat_in_a_config_is_checked():
 
 
 def test_optim_never_imports_models_or_data():
-    code = ("import sys, opspec.optim, opspec.optim.treatment, opspec.optim.describe; "
-            "print(sorted(m for m in sys.modules if m.startswith(('opspec.models', 'opspec.data', 'opspec.config'))))")
+    code = ("import sys, opspec.optim, opspec.optim.treatment, opspec.describe; "
+            "print(sorted(m for m in sys.modules if m.startswith(('opspec.models', 'opspec.data', 'opspec.training.config'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"

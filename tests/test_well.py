@@ -10,7 +10,7 @@ import pytest
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.convert import convert
 from opspec.data.formats import detect_format
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 NX, NY, T = 8, 16, 6
 

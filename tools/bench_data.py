@@ -96,13 +96,13 @@ def run_variant(args: argparse.Namespace) -> dict:
     """Train for args.steps steps in this process; samples/s and peak RSS (MiB) as a dict."""
     import torch
 
-    from opspec.config import load_config
+    from opspec.training.config import load_config
     from opspec.data import OperatorDataset
     from opspec.data import batches
     from opspec.data.batches import epoch_loader
-    from opspec.metrics import relative_l2
+    from opspec.training.metrics import relative_l2
     from opspec.models import build_model
-    from opspec.runtime import keep_freed_memory
+    from opspec.training.runtime import keep_freed_memory
 
     kept = False if args.no_keep_freed_memory else keep_freed_memory()
     if args.worker_niceness is not None:

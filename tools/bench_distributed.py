@@ -34,7 +34,7 @@ from opspec.optim.build import split_parameters
 from opspec.optim.layouts import infer_layout, to_matrices
 from opspec.optim.muon import map_cost
 from opspec.optim.sharding import Work, communicated_bytes, partition
-from opspec.runtime import device_name, load_average
+from opspec.training.runtime import device_name, load_average
 
 
 def fno(hidden: int, modes: int, layers: int) -> torch.nn.Module:

@@ -25,8 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from opspec.config import load_config  # noqa: E402
-from opspec.train import Trainer  # noqa: E402
+from opspec.training.config import load_config  # noqa: E402
+from opspec.training.trainer import Trainer  # noqa: E402
 
 
 def epoch_seconds(setting: str, optimizer: str, lr: float | None, epochs: int, out: Path,

@@ -38,7 +38,7 @@ from opspec.optim import Muon, build_optimizer
 from opspec.optim.layouts import to_matrices
 from opspec.optim.apply import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
-from opspec.runtime import device_name, keep_freed_memory, load_average
+from opspec.training.runtime import device_name, keep_freed_memory, load_average
 
 POLAR = sys.modules["opspec.optim.polar"]  # the module (the package re-exports the function `polar`)
 LR, MOMENTUM, WD, STEPS = 0.02, 0.95, 0.01, 5

@@ -86,7 +86,7 @@ def main() -> None:
     parser.add_argument("overrides", nargs="*", help="config overrides for every run (default experiment otherwise)")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from opspec.runtime import device_name, load_average
+    from opspec.training.runtime import device_name, load_average
 
     variants = [] if args.variants == "none" else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]

@@ -35,7 +35,7 @@ from torch import Tensor
 
 import opspec.optim.spectral_power  # noqa: F401  (the module; the package re-exports the function)
 from opspec.optim.polar import frobenius_norms, polar
-from opspec.runtime import device_name, load_average
+from opspec.training.runtime import device_name, load_average
 
 SP = sys.modules["opspec.optim.spectral_power"]
 spectral_power = SP.spectral_power

@@ -33,8 +33,8 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
     import torch
     from tqdm import tqdm
 
-    from opspec.config import load_config
-    from opspec.train import Trainer, build_scheduler, optimizer_from_config, seed_everything
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer, build_scheduler, optimizer_from_config, seed_everything
 
     cfg = load_config(overrides=["train.progress=false", f"train.epochs={epochs + 1}", *BENCH_OPTIMIZER, *overrides])
     if variant == "opspec":
@@ -46,7 +46,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
 
     elif variant == "bare":
         from opspec.data import OperatorDataset, fit_normalizer
-        from opspec.metrics import relative_l2
+        from opspec.training.metrics import relative_l2
         from opspec.models import NormalizedOperator, build_model
 
         data = OperatorDataset(cfg.data.path, "train", cfg.data.train_resolution)
@@ -75,7 +75,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
 
         from opspec.data import OperatorDataset
         from opspec.models import build_model
-        from opspec.runtime import keep_freed_memory
+        from opspec.training.runtime import keep_freed_memory
 
         if variant == "neuralop+malloc":
             keep_freed_memory()
@@ -116,8 +116,8 @@ def main() -> None:
     if args.worker:
         print(json.dumps(measure(args.worker, args.epochs, args.overrides)))
         return
-    from opspec.config import load_config
-    from opspec.train import ensure_data
+    from opspec.training.config import load_config
+    from opspec.training.trainer import ensure_data
 
     cfg = load_config(overrides=[*BENCH_OPTIMIZER, *args.overrides])
     ensure_data(cfg)

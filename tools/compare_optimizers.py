@@ -39,10 +39,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from opspec.config import load_config  # noqa: E402
-from opspec.evaluate import evaluate_model  # noqa: E402
+from opspec.training.config import load_config  # noqa: E402
+from opspec.training.evaluate import evaluate_model  # noqa: E402
 from opspec.optim import OPTIMIZERS  # noqa: E402
-from opspec.train import Trainer  # noqa: E402
+from opspec.training.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The centre of each optimizer's LR sweep: AdamW's tuned Darcy LR; the spectral optimizers all use

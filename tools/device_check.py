@@ -51,8 +51,8 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from opspec.fileio import atomic_write_text  # noqa: E402
-from opspec.runtime import device_name, load_average  # noqa: E402
+from opspec.core.fileio import atomic_write_text  # noqa: E402
+from opspec.training.runtime import device_name, load_average  # noqa: E402
 
 NS_TARGET, MUON_SHARE_TARGET = 0.50, 0.10
 
@@ -296,8 +296,8 @@ def _measure(plan: Plan, overrides: list[str], seconds: float, run_dir: Path) ->
     and the optimizer step's share of each later epoch, and the first epoch's seconds."""
     from tqdm import tqdm
 
-    from opspec.config import load_config
-    from opspec.train import Trainer
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
 
     trainer = Trainer(load_config(overrides=overrides + ["train.epochs=1000"]), run_dir=run_dir)
     trainer.sync_timing = True  # synchronize around optimizer.step on CUDA, so it can be timed
@@ -317,8 +317,8 @@ def _measure(plan: Plan, overrides: list[str], seconds: float, run_dir: Path) ->
 
 
 def section_throughput(plan: Plan, report: Report, results: dict[str, dict[str, Any]]) -> list[str]:
-    from opspec.config import load_config
-    from opspec.train import ensure_data
+    from opspec.training.config import load_config
+    from opspec.training.trainer import ensure_data
 
     base = ["train.progress=false", f"train.device={plan.device.type}", *plan.experiment]
     cfg0 = load_config(overrides=base)

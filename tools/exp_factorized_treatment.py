@@ -21,10 +21,10 @@ from pathlib import Path
 
 import torch
 
-from opspec.config import load_config
+from opspec.training.config import load_config
 from opspec.data.dataset import OperatorDataset, fit_normalizer
 from opspec.data.multifile import open_data
-from opspec.metrics import relative_l2
+from opspec.training.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
 from opspec.optim import build_optimizer
 

@@ -13,7 +13,7 @@ from opspec.data.download import add_download_parsers
 from opspec.data.rechunk import add_rechunk_parser
 from opspec.data.generate import OPTIONS, PROBLEMS, generate_dataset
 from opspec.data.outputs import check_output_file
-from opspec.errors import OpspecError, cli_main
+from opspec.core.errors import OpspecError, cli_main
 
 
 # Sized to finish in a few minutes on a 2-core CPU; the papers' sizes are flags away.

@@ -26,7 +26,7 @@ import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
 
 from opspec.data.dataset import OperatorDataset
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 Share = tuple[torch.Tensor, int, float]  # (this rank's indices, samples in the global batch, weight)
 Window = tuple[torch.Tensor, torch.Tensor, list[tuple[int, int, float]]]  # (a, u, [(rows, n_global, weight)])
@@ -129,7 +129,7 @@ class WindowedLoader:
                     start += rows
         except OpspecError as err:  # raised in a worker: torch adds its traceback; keep the one line
             lines = str(err).strip().splitlines()
-            if len(lines) > 1 and lines[-1].startswith("opspec.errors.OpspecError: "):
+            if len(lines) > 1 and lines[-1].startswith("opspec.core.errors.OpspecError: "):
                 raise OpspecError(lines[-1].split(": ", 1)[1]) from None
             raise
 

@@ -24,9 +24,9 @@ import h5netcdf
 import h5py
 import numpy as np
 
-from opspec.errors import OpspecError
-from opspec.fileio import atomic_path
-from opspec.grids import GRID_KINDS, axis
+from opspec.core.errors import OpspecError
+from opspec.core.fileio import atomic_path
+from opspec.core.grids import GRID_KINDS, axis
 
 FORMAT_NAME = "opspec-canonical"
 FORMAT_VERSION = 1

@@ -22,7 +22,7 @@ from opspec.data.formats.base import Layout
 from opspec.data.formats.folders import open_folder
 from opspec.data.outputs import check_output_file, check_space
 from opspec.data.timesplit import TimeSplit
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 DEFAULT_TRAIN_FRACTION = 0.9
 DEFAULT_CHUNK_MB = 32.0

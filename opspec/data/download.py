@@ -31,8 +31,8 @@ from opspec.data.convert import convert
 from opspec.data.canonical import is_write_failure, os_reason
 from opspec.data.outputs import check_output_folder, check_space
 from opspec.data.sources import SOURCES, Source
-from opspec.errors import OpspecError
-from opspec.fileio import atomic_path, remove_stale_temps, temp_prefix
+from opspec.core.errors import OpspecError
+from opspec.core.fileio import atomic_path, remove_stale_temps, temp_prefix
 
 DEFAULT_DEST = Path("datasets")
 BLOCK = 1 << 20

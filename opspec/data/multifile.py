@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from opspec.data.canonical import SPLITS, VARIABLES, CanonicalFile, Resolution
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 DATA_SUFFIXES = (".h5", ".hdf5", ".nc")
 MAX_OPEN = 64  # HDF5 handles a set keeps open per process (a dataset may have thousands of files)

@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from opspec.data.canonical import WRITE_MARGIN
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 def _human(n: float) -> str:

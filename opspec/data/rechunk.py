@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from opspec.data.canonical import READ_BYTES, SPACE_DIMS, CanonicalFile, CanonicalWriter, _from_attr
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 SKIP_ROOT_ATTRS = ("format", "format_version", "problem", "grid", "splits")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 from opspec.models.deeponet import DeepONet, build_deeponet
 from opspec.models.fno import build_fno

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from einops import rearrange
 from torch import nn
 
-from opspec.grids import points
+from opspec.core.grids import points
 
 MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 

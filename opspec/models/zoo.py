@@ -20,7 +20,7 @@ from typing import Any, Callable
 from torch import nn
 from torch.nn import functional as F
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 # Keys that the config sets itself: `model.options` may not set them.
 COMMON_KEYS = ("n_modes", "hidden_channels", "n_layers", "lifting_channel_ratio", "projection_channel_ratio")

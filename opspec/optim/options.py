@@ -2,7 +2,7 @@
 
 The optimizers' constructors check their keywords against these declarations, `build_optimizer`
 maps config keys to constructor keywords with them, and the experiment schema
-(`opspec.config.OptimizerConfig`) is generated from them (`config_fields`). Adding an option is one
+(`opspec.training.config.OptimizerConfig`) is generated from them (`config_fields`). Adding an option is one
 `Option(...)` line in the right table below plus the code that reads it.
 
 Names: an option's `name` is its key under `optimizer.` in a config and its keyword to

@@ -6,7 +6,7 @@ import os
 
 from opspec.data.formats.base import ForeignFile, Layout
 from opspec.data.formats.detect import FORMATS, detect_format
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 def open_foreign(path: str | os.PathLike, fmt: str | None = None) -> ForeignFile:

@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from opspec.data.canonical import check_real_dtype
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 READ_ERRORS = (OSError, ValueError, KeyError, TypeError, RuntimeError, EOFError, IndexError)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 FORMATS = ("mat5", "mat73", "pdebench", "pt", "well", "pdearena")
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"

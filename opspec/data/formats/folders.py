@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from opspec.data.formats.base import ForeignFile
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 DATA_SUFFIXES = (".h5", ".hdf5", ".hdf", ".mat", ".pt", ".pth")
 SPLIT_ALIASES = {"train": "train", "test": "test", "valid": "valid", "val": "valid"}

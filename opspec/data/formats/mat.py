@@ -16,8 +16,8 @@ import numpy as np
 
 from opspec.data.canonical import check_real_dtype
 from opspec.data.formats.base import READ_ERRORS, ForeignFile, Layout, check_consistent
-from opspec.errors import OpspecError
-from opspec.grids import axis
+from opspec.core.errors import OpspecError
+from opspec.core.grids import axis
 
 
 def mat_layout(path, shapes: Mapping[str, tuple[int, ...]]) -> tuple[str, str, Layout]:

@@ -16,8 +16,8 @@ import h5py
 import numpy as np
 
 from opspec.data.formats.base import HDF5File, Layout
-from opspec.grids import cell_centres
-from opspec.errors import OpspecError
+from opspec.core.grids import cell_centres
+from opspec.core.errors import OpspecError
 
 PDEARENA_SPLITS = ("train", "valid", "test")
 FIELDS = ("u", "vx", "vy")

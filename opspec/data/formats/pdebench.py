@@ -18,8 +18,8 @@ import numpy as np
 
 from opspec.data.canonical import check_real_dtype
 from opspec.data.formats.base import HDF5File, Layout, check_consistent
-from opspec.errors import OpspecError
-from opspec.grids import cell_centres
+from opspec.core.errors import OpspecError
+from opspec.core.grids import cell_centres
 
 
 def _coordinate(path, h5: h5py.File, key: str, size: int) -> np.ndarray:

@@ -21,7 +21,7 @@ import h5py
 import numpy as np
 
 from opspec.data.formats.base import HDF5File, Layout
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 FIELD_GROUPS = ("t0_fields", "t1_fields", "t2_fields")
 SPACE = ("x", "y", "z")

@@ -14,7 +14,7 @@ from opspec.data.canonical import CanonicalWriter
 from opspec.data.generate.validate import check_int
 from opspec.data.outputs import check_space
 from opspec.data.timesplit import TimeSplit
-from opspec.grids import axis
+from opspec.core.grids import axis
 
 PROBLEMS = ("darcy", "burgers", "navier_stokes")
 

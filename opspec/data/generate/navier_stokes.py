@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from opspec.data.generate.grf import periodic_grf_std, sample_periodic_grf
 from opspec.data.generate.spectral import dealias_mask, rfft_wavenumbers
 from opspec.data.generate.validate import check_int, check_nonnegative, check_positive, check_times
-from opspec.grids import axis
+from opspec.core.grids import axis
 
 GRF_SIGMA = 7.0**1.5
 GRF_TAU = 7.0

@@ -1,6 +1,6 @@
 """The periodic Fourier grid shared by the periodic GRFs and the two spectral solvers (Burgers, Navier–Stokes).
 
-Fields live on x_i = i/s per axis (`opspec.grids.axis(s, "periodic")`) and are transformed with numpy/torch's
+Fields live on x_i = i/s per axis (`opspec.core.grids.axis(s, "periodic")`) and are transformed with numpy/torch's
 `rfftn` over their last `dim` axes; the last axis holds the s//2 + 1 non-negative wavenumbers, the others
 all s (in `fftfreq` order). Products are dealiased by the 2/3 rule: keep |m| ≤ K = ⌊(s − 1)/3⌋ on every axis.
 """

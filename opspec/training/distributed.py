@@ -18,7 +18,7 @@ from typing import Any, Sequence
 import torch
 import torch.distributed as dist
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 
 @dataclass(frozen=True)

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from opspec.errors import OpspecError
-from opspec.fileio import atomic_path, atomic_write_text, strict_json
+from opspec.core.errors import OpspecError
+from opspec.core.fileio import atomic_path, atomic_write_text, strict_json
 
 CHECKPOINT_VERSION = 1
 NORMALIZER_KEYS = ("in_norm.mean", "in_norm.std", "out_norm.mean", "out_norm.std")
@@ -115,7 +115,7 @@ def restore_training_state(
 
 def model_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the normalized model a checkpoint holds, from its own config and shapes."""
-    from opspec.config import load_config
+    from opspec.training.config import load_config
     from opspec.data import UnitGaussianNormalizer
     from opspec.models import NormalizedOperator, build_model
 

@@ -19,7 +19,7 @@ from typing import Any, Iterable
 import torch
 from torch import Tensor, nn
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

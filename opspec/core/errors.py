@@ -6,7 +6,7 @@ import functools
 import sys
 from typing import Callable, TypeVar
 
-from opspec.fileio import signal_cleanup
+from opspec.core.fileio import signal_cleanup
 
 F = TypeVar("F", bound=Callable[..., int])
 

@@ -17,10 +17,10 @@ from typing import Any, Optional, Sequence
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from opspec.errors import OpspecError
-from opspec.loggers import LOGGERS
+from opspec.core.errors import OpspecError
+from opspec.training.loggers import LOGGERS
 from opspec.optim.options import check_optimizer_options, config_choices, config_fields
-from opspec.precision import PRECISIONS
+from opspec.training.precision import PRECISIONS
 
 
 @dataclass

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from opspec.checkpoint import read_metrics
-from opspec.fileio import atomic_path
+from opspec.training.checkpoint import read_metrics
+from opspec.core.fileio import atomic_path
 
 
 def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from opspec.errors import OpspecError
+from opspec.core.errors import OpspecError
 
 LOGGERS = ("none", "tensorboard", "wandb")
 

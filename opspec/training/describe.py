@@ -1,6 +1,6 @@
 """What the optimizer does with each parameter: one row per parameter, and the totals.
 
-    python -m opspec.optim.describe [--config FILE] [key=value ...]
+    python -m opspec.describe [--config FILE] [key=value ...]
 
 builds the configured model (as `python -m opspec.train` would, without its data) and the configured
 optimizer, and prints, per parameter: name, shape, dtype, treatment (a matrix layout, or AdamW),
@@ -126,7 +126,7 @@ def _data_shapes(cfg: Any) -> tuple[int, int, int, str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m opspec.optim.describe",
+        prog="python -m opspec.describe",
         description="One row per parameter of the configured model: shape, dtype, the optimizer's treatment "
                     "(layout, matrices per step, matrix shape, LR scale) and totals.",
     )
@@ -135,8 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The CLI builds the configured model: it alone reaches up to config and models (imported here, not
     # at the top), so `import opspec.optim` never loads them.
-    from opspec.config import load_config, to_container
-    from opspec.errors import OpspecError
+    from opspec.training.config import load_config, to_container
+    from opspec.core.errors import OpspecError
     from opspec.models import build_model
     from opspec.optim.options import options_from_config
 
