@@ -303,3 +303,23 @@ def test_neuralop_pt_drops_a_size_one_channel_axis_of_x_and_y(space, tmp_path):
         assert f["train/a"].shape == (4, *space) and f["test/u"].shape == (1, *space)
         np.testing.assert_array_equal(f["train/a"][()], x[:4, 0].numpy())
         np.testing.assert_array_equal(f["test/u"][()], y[4:, 0].numpy())
+
+
+def test_evaluation_batches_are_cut_by_grid_points_and_the_errors_do_not_change(tiny_overrides, darcy_file, tmp_path):
+    """A fine grid gets fewer samples per batch (memory near the training grid's); per-sample errors agree."""
+    from opspec.training.evaluate import EVAL_POINTS, eval_batch
+
+    assert [eval_batch(50, s * s) for s in (33, 65, 129)] == [50, 15, 3]
+    assert eval_batch(50, EVAL_POINTS * 4) == 1 and eval_batch(7, 10) == 7
+    cfg = load_config(overrides=tiny_overrides + ["train.epochs=1"])
+    trainer = Trainer(cfg, run_dir=tmp_path / "run")
+    trainer.fit()
+    file = CanonicalFile(darcy_file)
+    whole = evaluate_model(trainer.net, file, [17, 9], batch_size=6)
+    cut = evaluate_model(trainer.net, file, [17, 9], batch_size=6, max_points=2 * 17 * 17)  # 2 samples at 17², 3 at 9²
+    with h5py.File(darcy_file, "r") as f:
+        a_full, u_full = f["test/a"][()], f["test/u"][()]
+    for resolution, stride in ((17, 1), (9, 2)):
+        errors = numpy_rel_l2(predict(trainer.net, a_full[:, ::stride, ::stride]), u_full[:, ::stride, ::stride])
+        np.testing.assert_allclose(cut[resolution]["per_sample"], errors, rtol=1e-5)
+        np.testing.assert_allclose(cut[resolution]["per_sample"], whole[resolution]["per_sample"], rtol=1e-5)
