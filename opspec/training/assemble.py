@@ -36,11 +36,11 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def data_meta(file: Any) -> dict[str, Any]:
-    """{in_channels, out_channels, n_space, grid} of a canonical file or set: what a model is built for
-    (extra axes such as time count as channels, as the Dataset reads them)."""
+def data_meta(file: Any, split: str | None = None) -> dict[str, Any]:
+    """{in_channels, out_channels, n_space, grid} of a canonical file or set's `split` (default: train if
+    it has one): what a model is built for (extra axes such as time count as channels, as the Dataset reads them)."""
     n_space = len(file.space_dims)
-    split = "train" if "train" in file.splits else file.splits[0]
+    split = split or ("train" if "train" in file.splits else file.splits[0])
     c_in, c_out = (math.prod(file.shapes[split][var][1:len(file.shapes[split][var]) - n_space]) for var in ("a", "u"))
     return {"in_channels": c_in, "out_channels": c_out, "n_space": n_space, "grid": file.grid}
 
