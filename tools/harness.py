@@ -25,9 +25,12 @@ def tool_command(tool: str, *args: str) -> list[str]:
 
 
 def run_json(cmd: Sequence[str], cwd: str | Path = ROOT) -> Any:
-    """Run `cmd` (from the repository root) in a fresh process; its last line of stdout read as JSON."""
-    out = subprocess.run(list(cmd), check=True, capture_output=True, text=True, cwd=cwd).stdout
-    return json.loads(out.strip().splitlines()[-1])
+    """Run `cmd` (from the repository root) in a fresh process; its last line of stdout read as JSON.
+    A failed child is a RuntimeError carrying the end of its stderr."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, cwd=cwd)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def alternate(variants: Sequence[str], rounds: int, measure: Callable[[int, str], Any],
