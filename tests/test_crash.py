@@ -1,7 +1,7 @@
 """Crash safety (issue 13 §10, §6): SIGKILL at random moments and inside checkpoint writes, resume,
 and compare with an uninterrupted run bitwise; SIGTERM during a write leaves no temp file.
 
-The short version of tools/crash_test.py (`python tools/crash_test.py --kills 20` is the long one).
+The short version of tools/crash_test.py (`python -m tools.crash_test --kills 20` is the long one).
 """
 
 from __future__ import annotations

@@ -18,9 +18,9 @@ round-robin with the variants' order rotated each round; medians reported):
 5. Complex strategies for the (576, 64, 64) complex64 batch: time and error against a float64
    SVD reference (U p(Σ/‖G‖_F) Vᴴ, p the 5-step scalar iteration).
 
-    python tools/bench_optim.py                      # CPU, one intra-op thread (~1-2 min)
-    python tools/bench_optim.py --threads 0          # torch's default thread count
-    python tools/bench_optim.py --device cuda --repeats 20
+    python -m tools.bench_optim                      # CPU, one intra-op thread (~1-2 min)
+    python -m tools.bench_optim --threads 0          # torch's default thread count
+    python -m tools.bench_optim --device cuda --repeats 20
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from opspec.optim.layouts import to_matrices
 from opspec.optim.apply import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
 from opspec.training.runtime import device_name, keep_freed_memory, load_average
+from tools.harness import sync, time_interleaved
 
 POLAR = sys.modules["opspec.optim.polar"]  # the module (the package re-exports the function `polar`)
 LR, MOMENTUM, WD, STEPS = 0.02, 0.95, 0.01, 5
@@ -49,28 +50,11 @@ REAL_CASES = ((256, 32), (96, 64), (24, 512))  # (number of parameters, side)
 # timing
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each fn: `warmup` untimed rounds, then `repeats` timed rounds, round-robin."""
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
+    """Seconds per call of each fn: `warmup` untimed rounds, then `repeats` timed rounds, round-robin
+    (harness.time_interleaved: torch.utils.benchmark's clock, which synchronizes `device`)."""
     sync(device)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            sync(device)
-            t0 = time.perf_counter()
-            fns[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
+    return {name: m.times for name, m in time_interleaved(fns, repeats, warmup).items()}
 
 
 def med_ms(ts: list[float]) -> float:

@@ -19,7 +19,7 @@ Tables:
 6. float64 compute: a few (eps, steps), and rank-1 / rank-8 input.
 7. ms per call for a batch of 576 complex 64×64 matrices (an FNO's per-mode batch).
 
-    OMP_NUM_THREADS=1 python tools/bench_spectral_power.py        # ~1-2 min on a 2-core CPU
+    OMP_NUM_THREADS=1 python -m tools.bench_spectral_power        # ~1-2 min on a 2-core CPU
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ Sections, each within its share of the time and reported even when another fails
 On a machine without opspec's Python dependencies, carry them as wheels: here,
 `python -m tools.device_wheels --dest .whl` (with `.whl/` in .git/info/exclude); there,
 `python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:$PWD
-python3 tools/device_check.py --out $OUT/device_check.md`.
+python3 -m tools.device_check --out $OUT/device_check.md`.
 """
 
 from __future__ import annotations

@@ -36,8 +36,8 @@ per method on the medians; the claim is called held when orth (SVD) reaches the 
 with medians within a factor 2 of each other (the tuned count moves by ~±20% between draws), while
 GD's slope is ≥ 0.5 (a "did not reach" counts as the cap, which makes that slope a lower bound).
 
-    OMP_NUM_THREADS=1 python tools/exp_condition_number.py                 # ~1.5 min on a 2-core CPU
-    python tools/exp_condition_number.py --kappas 10 100 1000 10000 --seed 1 --out-md /tmp/cond.md
+    OMP_NUM_THREADS=1 python -m tools.exp_condition_number                 # ~1.5 min on a 2-core CPU
+    python -m tools.exp_condition_number --kappas 10 100 1000 10000 --seed 1 --out-md /tmp/cond.md
 """
 
 from __future__ import annotations

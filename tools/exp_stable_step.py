@@ -47,9 +47,9 @@ steps log-spaced over [η*/2, 2η*] and counts those that contradict the interva
 Verdict: held when measured/predicted (2/h_max for GD, 2σ̄(G₀)/h̄ for Muon) is within [0.9, 1.1]
 at every spread for both methods.
 
-    OMP_NUM_THREADS=1 python tools/exp_stable_step.py                       # ~20 s on a 2-core CPU
-    python tools/exp_stable_step.py --n 64 --steps 1000 --seed 1 --out-md /tmp/stable.md
-    python tools/exp_stable_step.py --max-rise 2 --plot /tmp/stable_rise2.png     # "loss ≤ 2 f(W₀)"
+    OMP_NUM_THREADS=1 python -m tools.exp_stable_step                       # ~20 s on a 2-core CPU
+    python -m tools.exp_stable_step --n 64 --steps 1000 --seed 1 --out-md /tmp/stable.md
+    python -m tools.exp_stable_step --max-rise 2 --plot /tmp/stable_rise2.png     # "loss ≤ 2 f(W₀)"
 """
 
 from __future__ import annotations

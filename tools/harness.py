@@ -56,16 +56,18 @@ def sync(device: torch.device | str) -> None:
 
 
 def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, benchmark.Measurement]:
-    """Each function timed `repeats` times by torch.utils.benchmark (which synchronizes CUDA), the
-    functions interleaved repeat by repeat so noise hits all alike; one Measurement each (median, IQR)."""
+    """Each function timed `repeats` times by torch.utils.benchmark (its clock synchronizes the
+    accelerator), interleaved round-robin with the first one rotating each repeat so noise and
+    caches hit all alike, after `warmup` untimed rounds; one Measurement each (median, IQR, times)."""
+    names = list(fns)
     timers = {name: benchmark.Timer(stmt="fn()", globals={"fn": fn}, label=name) for name, fn in fns.items()}
     for _ in range(warmup):
         for fn in fns.values():
             fn()
-    runs: dict[str, list[benchmark.Measurement]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, timer in timers.items():
-            runs[name].append(timer.timeit(1))
+    runs: dict[str, list[benchmark.Measurement]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            runs[name].append(timers[name].timeit(1))
     return {name: benchmark.Measurement.merge(ms)[0] for name, ms in runs.items()}
 
 

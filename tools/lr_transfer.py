@@ -1,6 +1,6 @@
 """Does the best learning rate transfer across model widths and training resolutions? (issue 17 §3)
 
-    python tools/lr_transfer.py --variants w16,w32,w64,r17,r33,r65 --epochs 8
+    python -m tools.lr_transfer --variants w16,w32,w64,r17,r33,r65 --epochs 8
 
 Each variant is the Darcy FNO of `configs/darcy_fno.yaml` with one change: `wN` sets the width
 (hidden channels) to N at the 33 × 33 training grid, `rN` trains at N × N with width 32 (`w32` and
