@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import importlib
 import json
+import re
 import subprocess
 import sys
 import types
@@ -75,3 +76,22 @@ def test_every_tool_answers_help():
     bad = {name: r for name, r in results.items() if r["code"] not in (0, None) or r["error"] or "usage:" not in r["stdout"]}
     assert not bad, bad
     assert len(results) == len(SCRIPTS)
+
+
+def test_no_tool_or_test_loads_a_tool_by_path_or_edits_sys_path():
+    """Tools are the `tools` package: imported by name, run as `python -m tools.NAME`."""
+    tests = [p for p in Path(__file__).resolve().parent.glob("*.py") if p.name != Path(__file__).name]
+    bad = [f"tools/{p.name}" for p in TOOLS.glob("*.py") if "spec_from_file_location" in p.read_text()]
+    bad += [f"{p.parent.name}/{p.name}" for p in [*TOOLS.glob("*.py"), *tests] if "sys.path.insert" in p.read_text()]
+    bad += [f"tests/{p.name}" for p in tests if re.search(r"spec_from_file_location\([^)]*tools", p.read_text(), re.S)]
+    assert not bad, bad
+
+
+# bench_optim times a forward/backward/step as one microbenchmark (the optimizer's share of a step);
+# every tool that trains a model does so through opspec's Trainer.
+MICROBENCHMARKS = {"bench_optim"}
+
+
+def test_no_tool_has_a_training_loop_of_its_own():
+    loops = [p.stem for p in SCRIPTS if p.stem not in MICROBENCHMARKS and ".backward(" in p.read_text()]
+    assert not loops, f"tools with a private training loop (use opspec.training.Trainer): {loops}"

@@ -1,6 +1,7 @@
 """`python -m opspec.train`: data file → model → optimizer → checkpoints, then a table across resolutions.
 
-The only module that composes data, models and optimizers. Each epoch appends one JSON line to
+The Trainer is the one training loop (fit → train_epoch → step, with the hooks of callbacks.py); what
+it trains is built by assemble.py from the config and the data. Each epoch appends one JSON line to
 `metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the test error improves);
 `--resume` continues a run so that it ends with the same weights as an uninterrupted one.
 
