@@ -65,6 +65,8 @@ from typing import Callable
 import numpy as np
 import scipy.linalg
 
+from tools.harness import markdown_table, pyplot, save_figure
+
 Array = np.ndarray
 RISE = 1e-9  # relative slack on "the loss never exceeds C times its start" (rounding on exact returns)
 SPREADS = [0.0, 0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
@@ -238,16 +240,14 @@ def markdown(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
         f"seed {args.seed}. A: gradient spread, H fixed (cond 100). B: curvature spread, G₀ orthogonal. "
         "σ_max(G₀) = 1 and mean curvature h̄ = 1 throughout; ratio = measured/predicted.",
         "",
-        "| sweep | s | cond G₀ | cond H | σ̄(G₀) | h_max | GD η* | 2/h_max | GD ratio "
-        "| Muon η* | 2σ̄/h̄ | Muon ratio | η*/(2σ_max/h̄) | η*/one-step | checks |",
-        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.sweep} | {r.spread:g} | {r.cond_g:.3g} | {r.cond_h:.3g} | {r.sigma_mean:.3g} | {r.h_max:.3g} "
-            f"| {r.gd:.4g} | {r.gd_pred:.4g} | {r.gd / r.gd_pred:.3f} | {r.muon:.4g} | {r.muon_pred:.4g} "
-            f"| {r.muon / r.muon_pred:.3f} | {r.muon / r.muon_alt:.3f} | {r.muon / r.one_step:.3f} | {r.gd_checks}/{r.muon_checks} |"
-        )
+    header = ["sweep", "s", "cond G₀", "cond H", "σ̄(G₀)", "h_max", "GD η*", "2/h_max", "GD ratio", "Muon η*", "2σ̄/h̄",
+              "Muon ratio", "η*/(2σ_max/h̄)", "η*/one-step", "checks"]
+    cells = [[r.sweep, f"{r.spread:g}", f"{r.cond_g:.3g}", f"{r.cond_h:.3g}", f"{r.sigma_mean:.3g}", f"{r.h_max:.3g}",
+              f"{r.gd:.4g}", f"{r.gd_pred:.4g}", f"{r.gd / r.gd_pred:.3f}", f"{r.muon:.4g}", f"{r.muon_pred:.4g}",
+              f"{r.muon / r.muon_pred:.3f}", f"{r.muon / r.muon_alt:.3f}", f"{r.muon / r.one_step:.3f}",
+              f"{r.gd_checks}/{r.muon_checks}"] for r in rows]
+    lines += markdown_table(header, cells, ["left"] + ["right"] * (len(header) - 1)).splitlines()
     gd_ratios = [r.gd / r.gd_pred for r in rows]
     mu_ratios = [r.muon / r.muon_pred for r in rows]
     lines += [
@@ -268,11 +268,9 @@ def markdown(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
 
 def plot(rows: list[Row], path: Path, max_rise: float = 1.0) -> Path:
     """Three panels, log axes: limits vs spread for sweeps A and B with predictions, and measured vs predicted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plt = pyplot()
 
     def plain(axis) -> None:
         """Ticks at 1, 2, 5 × 10^k labelled as plain numbers (no crowded minor labels)."""
@@ -316,11 +314,7 @@ def plot(rows: list[Row], path: Path, max_rise: float = 1.0) -> Path:
     ax.legend(fontsize=8, loc="upper left")
     bound = "f(W₀)" if max_rise == 1 else f"{max_rise:g}·f(W₀)"
     fig.suptitle(f"Largest step keeping f(W_t) ≤ {bound} on a matrix quadratic: GD vs Muon (exact polar)", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -71,10 +71,11 @@ def time_interleaved(fns: dict[str, Callable[[], object]], repeats: int, warmup:
     return {name: benchmark.Measurement.merge(ms)[0] for name, ms in runs.items()}
 
 
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
-    """A GitHub Markdown table; cells are printed as given (strings are not re-read as numbers)."""
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
+    """A GitHub Markdown table; cells are printed as given (strings are not re-read as numbers);
+    `align` gives each column's "left" / "right" / "center" (the separator row's colons)."""
     return tabulate([[str(c) for c in row] for row in rows], headers=[str(h) for h in header], tablefmt="github",
-                    disable_numparse=True)
+                    disable_numparse=True, colalign=tuple(align) if align else None)
 
 
 def pyplot() -> Any:
