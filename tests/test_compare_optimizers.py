@@ -6,23 +6,16 @@ real run (a tiny Darcy FNO) checks the record the real trainer produces.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
 def compare():
-    spec = importlib.util.spec_from_file_location("compare_optimizers", TOOLS / "compare_optimizers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_optimizers"] = module
-    spec.loader.exec_module(module)
+    from tools import compare_optimizers as module
+
     return module
 
 

@@ -1,31 +1,24 @@
 """Crash safety (issue 13 §10, §6): SIGKILL at random moments and inside checkpoint writes, resume,
 and compare with an uninterrupted run bitwise; SIGTERM during a write leaves no temp file.
 
-The short version of tools/crash_test.py (`python tools/crash_test.py --kills 20` is the long one).
+The short version of tools/crash_test.py (`python -m tools.crash_test --kills 20` is the long one).
 """
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-
-TOOL = Path(__file__).resolve().parents[1] / "tools" / "crash_test.py"
 
 
 @pytest.fixture(scope="module")
 def crash_test():
-    spec = importlib.util.spec_from_file_location("crash_test", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["crash_test"] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    yield module
-    sys.modules.pop("crash_test", None)
+    from tools import crash_test as module
+
+    return module
 
 
 def test_kills_then_resume_end_bitwise_equal_with_best_last_and_metrics_agreeing(crash_test, tmp_path):

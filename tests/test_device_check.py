@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("device_check", ROOT / "tools" / "device_check.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["device_check"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    from tools import device_check
+
+    return device_check
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the dry run is the CPU stand-in; a CUDA machine runs the real check")

@@ -4,22 +4,15 @@ Training is replaced by a synthetic error surface whose optimum is known per var
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import pytest
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
 
 
 @pytest.fixture(scope="module")
 def transfer():
-    spec = importlib.util.spec_from_file_location("lr_transfer", TOOLS / "lr_transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["lr_transfer"] = module
-    spec.loader.exec_module(module)
+    from tools import lr_transfer as module
+
     return module
 
 

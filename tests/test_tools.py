@@ -7,8 +7,9 @@ so a tool broken by a refactor elsewhere (a removed private helper) must fail he
 from __future__ import annotations
 
 import ast
-import importlib.util
+import importlib
 import json
+import re
 import subprocess
 import sys
 import types
@@ -17,17 +18,13 @@ from pathlib import Path
 import pytest
 
 TOOLS = Path(__file__).resolve().parents[1] / "tools"
-SCRIPTS = sorted(TOOLS.glob("*.py"))
+SHARED = {"__init__", "harness"}  # the package and its harness: no command line of their own
+SCRIPTS = sorted(p for p in TOOLS.glob("*.py") if p.stem not in SHARED)
 
 
 def _import(path: Path) -> types.ModuleType:
-    """Import tools/<name>.py under a private module name (tools/ is not a package)."""
-    name = f"_opspec_tool_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
+    """The tool as the package module it is (`tools.<name>`)."""
+    return importlib.import_module(f"tools.{path.stem}")
 
 
 def test_tools_folder_is_not_empty():
@@ -52,30 +49,49 @@ def test_tool_imports_and_its_opspec_attributes_exist(path):
 HELP_RUNNER = r"""
 import contextlib, io, json, runpy, sys
 results = {}
-for path in sys.argv[1:]:
+for name in sys.argv[1:]:
     out = io.StringIO()
-    sys.argv = [path, "--help"]
+    sys.argv = [name, "--help"]
     code, error = None, ""
     try:
         with contextlib.redirect_stdout(out):
-            runpy.run_path(path, run_name="__main__")
+            runpy.run_module(name, run_name="__main__", alter_sys=True)
     except SystemExit as exit:
         code = exit.code
     except BaseException as err:
         error = f"{type(err).__name__}: {err}"
-    results[path] = {"code": code, "stdout": out.getvalue(), "error": error}
+    results[name] = {"code": code, "stdout": out.getvalue(), "error": error}
 print(json.dumps(results))
 """
 
 
 def test_every_tool_answers_help():
-    """Run each tool as __main__ with --help, all in one subprocess (torch is imported once)."""
+    """Run each tool as `python -m tools.NAME --help` would, all in one subprocess (torch is imported once)."""
     proc = subprocess.run(
-        [sys.executable, "-c", HELP_RUNNER, *map(str, SCRIPTS)],
+        [sys.executable, "-c", HELP_RUNNER, *(f"tools.{p.stem}" for p in SCRIPTS)],
         capture_output=True, text=True, timeout=300, cwd=TOOLS.parent,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout.strip().splitlines()[-1])
-    bad = {Path(p).name: r for p, r in results.items() if r["code"] not in (0, None) or r["error"] or "usage:" not in r["stdout"]}
+    bad = {name: r for name, r in results.items() if r["code"] not in (0, None) or r["error"] or "usage:" not in r["stdout"]}
     assert not bad, bad
     assert len(results) == len(SCRIPTS)
+
+
+def test_no_tool_or_test_loads_a_tool_by_path_or_edits_sys_path():
+    """Tools are the `tools` package: imported by name, run as `python -m tools.NAME`."""
+    tests = [p for p in Path(__file__).resolve().parent.glob("*.py") if p.name != Path(__file__).name]
+    bad = [f"tools/{p.name}" for p in TOOLS.glob("*.py") if "spec_from_file_location" in p.read_text()]
+    bad += [f"{p.parent.name}/{p.name}" for p in [*TOOLS.glob("*.py"), *tests] if "sys.path.insert" in p.read_text()]
+    bad += [f"tests/{p.name}" for p in tests if re.search(r"spec_from_file_location\([^)]*tools", p.read_text(), re.S)]
+    assert not bad, bad
+
+
+# bench_optim times a forward/backward/step as one microbenchmark (the optimizer's share of a step);
+# every tool that trains a model does so through opspec's Trainer.
+MICROBENCHMARKS = {"bench_optim"}
+
+
+def test_no_tool_has_a_training_loop_of_its_own():
+    loops = [p.stem for p in SCRIPTS if p.stem not in MICROBENCHMARKS and ".backward(" in p.read_text()]
+    assert not loops, f"tools with a private training loop (use opspec.training.Trainer): {loops}"

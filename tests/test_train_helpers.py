@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import opspec.training.assemble as assemble
 import opspec.training.trainer as train
 from opspec.training.config import load_config, to_container, to_yaml
 from opspec.training.distributed import Ranks
@@ -139,7 +140,7 @@ def test_the_optimizer_gets_the_sections_options_over_every_parameter():
 
 def test_the_optimizer_shares_its_work_over_the_given_process_group(monkeypatch):
     calls = []
-    monkeypatch.setattr(train, "build_optimizer", lambda model, name, **kwargs: calls.append((name, kwargs)))
+    monkeypatch.setattr(assemble, "build_optimizer", lambda model, name, **kwargs: calls.append((name, kwargs)))
     group = object()
     train.optimizer_from_config(torch.nn.Linear(2, 2), load_config(overrides=["optimizer.name=muon"]).optimizer, group)
     assert calls[0][0] == "muon" and calls[0][1]["process_group"] is group
@@ -149,7 +150,7 @@ def test_an_optimizer_that_refuses_an_option_ends_in_one_line(monkeypatch):
     def refuse(*args, **kwargs):
         raise ValueError("optimizer.lr=0: expected > 0")
 
-    monkeypatch.setattr(train, "build_optimizer", refuse)
+    monkeypatch.setattr(assemble, "build_optimizer", refuse)
     with pytest.raises(OpspecError, match=r"^optimizer: optimizer\.lr=0: expected > 0$"):
         train.optimizer_from_config(torch.nn.Linear(2, 2), load_config().optimizer)
 

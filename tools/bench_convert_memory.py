@@ -5,7 +5,7 @@ reversed: a (s, s, N), u (T, s, s, N), float64 as MATLAB saves) of each requeste
 fresh child process, and reports the child's peak RSS (os.wait4's ru_maxrss) next to a baseline child that
 imports the same modules and converts nothing.
 
-    OMP_NUM_THREADS=1 python tools/bench_convert_memory.py --size 200M [--size 1G …] [--dir /tmp/bench]
+    OMP_NUM_THREADS=1 python -m tools.bench_convert_memory --size 200M [--size 1G …] [--dir /tmp/bench]
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Out-of-core against in-memory training throughput on a canonical file bigger than memory.
 
 Writes a synthetic canonical file of `--size` bytes (default 8G: 2-D fields on a 129² nodal grid,
-float32, CanonicalWriter's chunk layout), then trains the same FNO (same seed, AdamW) for a fixed
-number of steps twice, each in a fresh subprocess after evicting the file from the page cache
+float32, CanonicalWriter's chunk layout), then trains the same FNO (same seed, AdamW, opspec's Trainer
+with identity normalizers) for a fixed number of steps twice, each in a fresh subprocess (the
+variants alternate, order reversed each round) after evicting the file from the page cache
 (posix_fadvise DONTNEED; `--warm` reads it into the cache instead): out of core (`in_memory=False`:
 shuffled chunk-aligned windows read by DataLoader workers) over the whole file, and in memory over a
 subset that fits (its loading time is reported, not counted). Prints samples/s and peak RSS of each;
@@ -21,8 +22,8 @@ afresh every step. Each line also gives load-independent counts of the training 
 step: its minor page faults and its CPU seconds (all its threads, and the part spent in the kernel),
 and the reading workers' CPU seconds over their whole life divided by the timed steps.
 
-    python tools/bench_data.py                       # 8 GB file under datasets/, removed afterwards
-    python tools/bench_data.py --size 200M --steps 100
+    python -m tools.bench_data                       # 8 GB file under datasets/, removed afterwards
+    python -m tools.bench_data --size 200M --steps 100
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ import os
 import re
 import resource
 import statistics
-import subprocess
-import sys
+import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from opspec.training.callbacks import Callback
+from tools.harness import alternate, run_json, tool_command
 
 GRID = 129
 
@@ -92,70 +96,88 @@ def warm(path: Path) -> None:
             pass
 
 
-def run_variant(args: argparse.Namespace) -> dict:
-    """Train for args.steps steps in this process; samples/s and peak RSS (MiB) as a dict."""
-    import torch
+class StepClock(Callback):
+    """A Trainer callback timing `steps` steps after one warm-up step (the first read, worker start-up):
+    wall and CPU time, the time spent waiting for each batch, minor page faults; then it stops the run."""
 
-    from opspec.training.config import load_config
-    from opspec.data import OperatorDataset
+    def __init__(self, steps: int) -> None:
+        self.steps, self.done, self.samples = steps, 0, 0
+        self.waited = 0.0  # time the timed steps spent waiting for their batch
+        self.first = self.start = self.ended = time.perf_counter()
+        self.cpu = self.sys_cpu = 0.0
+        self.faults = 0
+
+    def _usage(self) -> tuple[float, int, float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return time.process_time(), usage.ru_minflt, usage.ru_stime
+
+    def on_epoch_start(self, trainer: Any, epoch: int) -> None:
+        if self.done == 0:  # the warm-up step's clock starts with the first epoch
+            self.first = time.perf_counter()
+        self.ended = time.perf_counter()  # waiting for the next epoch's first batch counts from here
+
+    def on_step_start(self, trainer: Any, step: Any) -> None:
+        if self.done > 0:
+            self.waited += time.perf_counter() - self.ended
+
+    def on_step_end(self, trainer: Any, step: Any) -> None:
+        self.done += 1
+        self.ended = time.perf_counter()
+        if self.done == 1:  # the clock starts after the warm-up step
+            self.start = self.ended
+            self.cpu, self.faults, self.sys_cpu = self._usage()
+            return
+        self.samples += len(step.a)
+        if self.done > self.steps:
+            cpu, faults, sys_cpu = self._usage()
+            self.cpu, self.faults, self.sys_cpu = cpu - self.cpu, faults - self.faults, sys_cpu - self.sys_cpu
+            trainer.should_stop = True
+
+
+def run_variant(args: argparse.Namespace) -> dict:
+    """Train for args.steps steps in this process (opspec's Trainer, AdamW, identity normalizers: none
+    is fitted, that would read the file); samples/s and peak RSS (MiB) as a dict."""
+    from opspec.data import OperatorDataset, UnitGaussianNormalizer
     from opspec.data import batches
-    from opspec.data.batches import epoch_loader
-    from opspec.training.metrics import relative_l2
-    from opspec.models import build_model
+    from opspec.training.config import load_config
     from opspec.training.runtime import keep_freed_memory
+    from opspec.training.trainer import Trainer
 
     kept = False if args.no_keep_freed_memory else keep_freed_memory()
     if args.worker_niceness is not None:
         batches.WORKER_NICENESS = args.worker_niceness
-    torch.manual_seed(0)
-    cfg = load_config(overrides=[f"model.hidden_channels={args.width}", f"model.n_modes=[{args.modes},{args.modes}]"])
-    start = time.perf_counter()
     in_memory = args.variant == "in-memory"
+    workers = 0 if in_memory else args.workers
+    cfg = load_config(overrides=[
+        f"model.hidden_channels={args.width}", f"model.n_modes=[{args.modes},{args.modes}]", "optimizer.name=adamw",
+        "optimizer.lr=1e-3", f"train.batch_size={args.batch_size}", f"train.num_workers={workers}", "train.device=cpu",
+        "train.keep_freed_memory=false", "train.progress=false", "seed=0", f"data.path={args.file}", "data.generate=false",
+        f"data.in_memory={in_memory}", f"data.train_resolution={args.resolution}", f"data.eval_resolutions=[{args.resolution}]"])
+    start = time.perf_counter()
     data = OperatorDataset(args.file, "train", args.resolution, in_memory=in_memory,
                            n=args.in_memory_samples if in_memory else None)
     load_seconds = time.perf_counter() - start
-    a0, u0 = data[0]
-    model = build_model(cfg.model, a0.shape[0], u0.shape[0], a0.ndim - 1, data.file.grid)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    workers = 0 if in_memory else args.workers
-    steps = samples = 0
-    epoch = 0
-    start = first = time.perf_counter()
-    waited = 0.0  # time the timed steps spent waiting for their batch
-    while steps <= args.steps:
-        epoch += 1
-        asked = time.perf_counter()
-        for a, u, n_global, weight in epoch_loader(data, args.batch_size, 0, epoch, workers):
-            if steps > 0:
-                waited += time.perf_counter() - asked
-            optimizer.zero_grad(set_to_none=True)
-            loss = relative_l2(model(a), u).mean()
-            loss.backward()
-            optimizer.step()
-            if steps == 0:  # the clock starts after one warm-up step (the first read, worker start-up)
-                start = time.perf_counter()
-                cpu, faults = time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-                sys_cpu = resource.getrusage(resource.RUSAGE_SELF).ru_stime
-            else:
-                samples += len(a)
-            steps += 1
-            if steps > args.steps:
-                break
-            asked = time.perf_counter()
-    seconds = time.perf_counter() - start
-    cpu_per_step = (time.process_time() - cpu) / args.steps
-    faults_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / args.steps
-    sys_per_step = (resource.getrusage(resource.RUSAGE_SELF).ru_stime - sys_cpu) / args.steps
+    test = OperatorDataset(data.file, "test", args.resolution, in_memory=False)
+    clock = StepClock(args.steps)
+    with tempfile.TemporaryDirectory(prefix="bench_data_run_") as run_dir:
+        trainer = Trainer(cfg, run_dir=run_dir, callbacks=[clock], datasets=(data, test),
+                          normalizers=(UnitGaussianNormalizer(1, 2), UnitGaussianNormalizer(1, 2)))
+        epoch = 0
+        while not trainer.should_stop:  # epochs of steps only: no test error, no checkpoint
+            epoch += 1
+            trainer.train_epoch(epoch)
+        trainer.close()
+    seconds = clock.ended - clock.start
     self_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped when the loop broke off
     worker_rss = children.ru_maxrss / 1024 if workers else 0.0
     worker_cpu = (children.ru_utime + children.ru_stime) / args.steps if workers else 0.0
-    return {"variant": args.variant, "samples": samples, "seconds": seconds, "samples_per_s": samples / seconds,
-            "warmup_seconds": start - first, "wait_seconds": waited,
+    return {"variant": args.variant, "samples": clock.samples, "seconds": seconds, "samples_per_s": clock.samples / seconds,
+            "warmup_seconds": clock.start - clock.first, "wait_seconds": clock.waited,
             "train_samples": len(data), "load_seconds": load_seconds, "rss_mib": self_rss, "worker_rss_mib": worker_rss,
             "workers": workers, "peak_rss_mib": self_rss + workers * worker_rss, "keep_freed_memory": kept,
-            "cpu_s_per_step": cpu_per_step, "sys_s_per_step": sys_per_step, "worker_cpu_s_per_step": worker_cpu,
-            "minor_faults_per_step": faults_per_step}
+            "cpu_s_per_step": clock.cpu / args.steps, "sys_s_per_step": clock.sys_cpu / args.steps,
+            "worker_cpu_s_per_step": worker_cpu, "minor_faults_per_step": clock.faults / args.steps}
 
 
 def main() -> None:
@@ -196,29 +218,29 @@ def main() -> None:
                   f"in {time.perf_counter() - start:.0f} s", flush=True)
         sample_bytes = 2 * GRID * GRID * 4
         subset = args.in_memory_samples or max(args.batch_size, 2**30 // sample_bytes)
-        runs: dict[str, list[dict]] = {"out-of-core": [], "in-memory": []}
-        for round_ in range(args.rounds):
-            for variant in runs:
-                if args.warm:
-                    warm(path)
-                else:
-                    evict(path)
-                cmd = [sys.executable, __file__, "--variant", variant, "--file", str(path), "--steps", str(args.steps),
-                       "--batch-size", str(args.batch_size), "--resolution", str(args.resolution), "--workers",
-                       str(args.workers), "--in-memory-samples", str(subset), "--width", str(args.width),
-                       "--modes", str(args.modes)] + (["--no-keep-freed-memory"] if args.no_keep_freed_memory else [])
-                cmd += [] if args.worker_niceness is None else ["--worker-niceness", str(args.worker_niceness)]
-                out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-                r = json.loads(out.strip().splitlines()[-1])
-                runs[variant].append(r)
-                extra = f", {r['workers']} worker(s) peak {r['worker_rss_mib']:.0f} MiB each" if r["workers"] else ""
-                print(f"round {round_ + 1} {variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} "
-                      f"samples ({r['wait_seconds']:.1f} of {r['seconds']:.1f} s waiting for data) after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
-                      f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}; per step "
-                      f"{r['minor_faults_per_step']:.0f} minor page faults, {r['cpu_s_per_step']:.3f} CPU s "
-                      f"({r['sys_s_per_step']:.3f} in the kernel)"
-                      + (f" + {r['worker_cpu_s_per_step']:.3f} in the worker(s)" if r["workers"] else "") + " "
-                      f"(keep_freed_memory {r['keep_freed_memory']})", flush=True)
+        child_args = ["--file", str(path), "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--resolution",
+                      str(args.resolution), "--workers", str(args.workers), "--in-memory-samples", str(subset), "--width",
+                      str(args.width), "--modes", str(args.modes)] + (["--no-keep-freed-memory"] if args.no_keep_freed_memory else [])
+        child_args += [] if args.worker_niceness is None else ["--worker-niceness", str(args.worker_niceness)]
+
+        def child(round_: int, variant: str) -> dict:
+            if args.warm:
+                warm(path)
+            else:
+                evict(path)
+            return run_json(tool_command("bench_data", "--variant", variant, *child_args))
+
+        def say(round_: int, variant: str, r: dict) -> None:
+            extra = f", {r['workers']} worker(s) peak {r['worker_rss_mib']:.0f} MiB each" if r["workers"] else ""
+            print(f"round {round_ + 1} {variant:>12}: {r['samples_per_s']:7.1f} samples/s over {r['samples']} "
+                  f"samples ({r['wait_seconds']:.1f} of {r['seconds']:.1f} s waiting for data) after a {r['warmup_seconds']:.1f} s warm-up step ({r['train_samples']} train samples, "
+                  f"loaded in {r['load_seconds']:.1f} s); peak RSS {r['rss_mib']:.0f} MiB{extra}; per step "
+                  f"{r['minor_faults_per_step']:.0f} minor page faults, {r['cpu_s_per_step']:.3f} CPU s "
+                  f"({r['sys_s_per_step']:.3f} in the kernel)"
+                  + (f" + {r['worker_cpu_s_per_step']:.3f} in the worker(s)" if r["workers"] else "") + " "
+                  f"(keep_freed_memory {r['keep_freed_memory']})", flush=True)
+
+        runs = alternate(["out-of-core", "in-memory"], args.rounds, child, say)
         rate = {v: statistics.median(r["samples_per_s"] for r in rs) for v, rs in runs.items()}
         peak = max(r["peak_rss_mib"] for r in runs["out-of-core"])
         print(f"median samples/s over {args.rounds} round(s): out-of-core {rate['out-of-core']:.1f}, "

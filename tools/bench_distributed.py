@@ -1,15 +1,17 @@
 """Data-parallel optimizer step: time per rank at 1, 2, … ranks, communication per step, and the
 sharding's balance on paper at more ranks.
 
-    python tools/bench_distributed.py                  # 1 and 2 gloo ranks on this CPU
-    python tools/bench_distributed.py --ranks 1,2 --optimizers muon,specmuon --repeats 10
+    python -m tools.bench_distributed                  # 1 and 2 gloo ranks on this CPU
+    python -m tools.bench_distributed --ranks 1,2 --optimizers muon,specmuon --repeats 10
 
 The model is the FNO of tools/bench_optim.py (neuraloperator, hidden 64, modes 16×16, 4 layers:
 576 complex 64×64 per-mode matrices plus its real channel-mixing matrices). Every rank holds the
 same gradients (as after DDP's all-reduce) and steps the optimizer built by `build_optimizer` with
 the WORLD group, so each rank maps its cost-balanced share and all_gathers the rest
 (opspec/optim/sharding.py). Per rank: the median step time, with a barrier before each step and
-the slowest rank's time counted. Communication per step: DDP's gradient all-reduce payload (all
+the slowest rank's time counted; then as many steps again under torch.profiler for the time inside
+the sharded maps with their all_gather and inside the all_gather alone (the ranges the library names
+"opspec.run_sharded" and "opspec.all_gather"). Communication per step: DDP's gradient all-reduce payload (all
 parameters) and the bytes each rank receives in the sharded step's all_gather. On paper: the
 largest share of the estimated cost at 8 and 64 ranks from `partition`, and the step time that
 gives from the 1-rank step's measured cost per unit.
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Callable, Sequence
 
 import torch
 import torch.distributed as dist
@@ -35,6 +38,7 @@ from opspec.optim.layouts import infer_layout, to_matrices
 from opspec.optim.muon import map_cost
 from opspec.optim.sharding import Work, communicated_bytes, partition
 from opspec.training.runtime import device_name, load_average
+from tools.harness import markdown_table
 
 
 def fno(hidden: int, modes: int, layers: int) -> torch.nn.Module:
@@ -63,25 +67,18 @@ def muon_works(net: torch.nn.Module, ns_steps: int = 5) -> list[Work]:
             for (rows, cols, dtype), n in buckets.items()]
 
 
-def _timed(fn, spent: list[float]):
-    """`fn` that adds its time to spent[-1] (run_sharded: this rank's maps and the all_gather)."""
-    def run(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            spent[-1] += time.perf_counter() - start
-    return run
+def profiled_seconds(step: Callable[[], object], names: Sequence[str]) -> dict[str, float]:
+    """Run `step` once under torch.profiler; the seconds spent in each named range (0 if not entered)."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        step()
+    seconds = dict.fromkeys(names, 0.0)
+    for event in prof.events():
+        if event.name in seconds:
+            seconds[event.name] += event.time_range.elapsed_us() / 1e6
+    return seconds
 
 
 def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str) -> None:
-    import opspec.optim.sharding as sharding_module
-    import opspec.optim.step as step_module
-
-    spent: list[float] = [0.0]
-    gathering: list[float] = [0.0]
-    step_module.run_sharded = _timed(step_module.run_sharded, spent)  # the one skeleton every spectral optimizer steps through
-    sharding_module.dist.all_gather = _timed(dist.all_gather, gathering)
     torch.set_num_threads(args.threads)
     if world > 1:
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world)
@@ -93,8 +90,6 @@ def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str
         times, maps, gathers = [], [], []
         for step in range(args.warmup + args.repeats):
             set_grads(net, step)
-            spent.append(0.0)
-            gathering.append(0.0)
             if world > 1:
                 dist.barrier()
             start = time.perf_counter()
@@ -103,8 +98,13 @@ def worker(rank: int, world: int, store: str, args: argparse.Namespace, out: str
                 dist.barrier()  # the step ends when the slowest rank's share is gathered
             if step >= args.warmup:
                 times.append(time.perf_counter() - start)
-                maps.append(spent[-1])
-                gathers.append(gathering[-1])
+        for step in range(args.repeats):  # the breakdown, from steps of their own (the profiler slows a step)
+            set_grads(net, step)
+            if world > 1:
+                dist.barrier()
+            inside = profiled_seconds(lambda: opt.step(lambda: torch.tensor(1.0)), ("opspec.run_sharded", "opspec.all_gather"))
+            maps.append(inside["opspec.run_sharded"])
+            gathers.append(inside["opspec.all_gather"])
         results[name] = {"step": times, "map": maps, "gather": gathers}
     if rank == 0:
         Path(out).write_text(json.dumps(results))
@@ -146,9 +146,7 @@ def main() -> None:
     worlds = sorted(measured)
     print(f"\nFNO hidden {args.hidden}, modes {args.modes}×{args.modes}, {args.layers} layers: "
           f"{sum(counts)} matrices in the spectral optimizer (Muon's all_gather bytes shown for SpecMuon too), {n_params / 2**20:.2f} MiB of parameters\n")
-    print("| optimizer | ranks | step ms per rank (median) | range | of which maps + all_gather ms | of which all_gather ms | "
-          "step(1 rank) / step | gradient all-reduce payload MiB | sharded all_gather MiB received per rank |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    rows = []
     for name in args.optimizers.split(","):
         base = statistics.median(measured[worlds[0]][name]["step"]) if worlds[0] == 1 else None
         for world in worlds:
@@ -158,16 +156,17 @@ def main() -> None:
             ratio = f"{base / med:.2f}x" if base else ""
             maps = statistics.median(measured[world][name]["map"])
             gather = statistics.median(measured[world][name]["gather"])
-            print(f"| {name} | {world} | {med * 1e3:.1f} | {min(times) * 1e3:.1f}–{max(times) * 1e3:.1f} | "
-                  f"{maps * 1e3:.1f} | {gather * 1e3:.1f} | {ratio} | "
-                  f"{n_params / 2**20:.2f} | {gathered / 2**20:.2f} |")
+            rows.append((name, world, f"{med * 1e3:.1f}", f"{min(times) * 1e3:.1f}–{max(times) * 1e3:.1f}", f"{maps * 1e3:.1f}",
+                         f"{gather * 1e3:.1f}", ratio, f"{n_params / 2**20:.2f}", f"{gathered / 2**20:.2f}"))
+    print(markdown_table(("optimizer", "ranks", "step ms per rank (median)", "range", "of which maps + all_gather ms",
+                          "of which all_gather ms", "step(1 rank) / step", "gradient all-reduce payload MiB",
+                          "sharded all_gather MiB received per rank"), rows))
 
     if 1 in measured:
         total = sum(n * c for n, c in zip(counts, costs))
         print("\nOn paper (Muon): the 1-rank step's unsharded part plus the largest share of its maps "
               "(from partition), communication not included:\n")
-        print("| ranks | largest share of the cost | ideal 1/ranks | step ms per rank | all_gather MiB received per rank |")
-        print("|---|---|---|---|---|")
+        rows = []
         one = measured[1].get("muon")
         step1 = statistics.median(one["step"]) if one else None
         map1 = statistics.median(one["map"]) if one else None
@@ -175,7 +174,9 @@ def main() -> None:
             plan = partition(counts, costs, world)
             share = max(sum((stop - start) * costs[i] for i, start, stop in ranges) for ranges in plan) / total
             step = f"{(step1 - map1 + share * map1) * 1e3:.1f}" if step1 else ""
-            print(f"| {world} | {share:.4f} | {1 / world:.4f} | {step} | {communicated_bytes(works, world) / 2**20:.2f} |")
+            rows.append((world, f"{share:.4f}", f"{1 / world:.4f}", step, f"{communicated_bytes(works, world) / 2**20:.2f}"))
+        print(markdown_table(("ranks", "largest share of the cost", "ideal 1/ranks", "step ms per rank",
+                              "all_gather MiB received per rank"), rows))
     print(f"\nload average at end {load_average()}")
 
 

@@ -1,6 +1,6 @@
 """Seconds per training epoch of each optimizer on each comparison setting, timed side by side (issue 17).
 
-    python tools/bench_epoch_cost.py --settings darcy_fno,navier_stokes_fno --optimizers adamw,muon
+    python -m tools.bench_epoch_cost --settings darcy_fno,navier_stokes_fno --optimizers adamw,muon
 
 The wall-clock column of `compare_optimizers --budgets` multiplies a matched budget by the ratio of
 seconds per epoch; the comparison runs themselves share the CPU with each other, so this tool measures
@@ -15,18 +15,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from opspec.training.config import load_config  # noqa: E402
-from opspec.training.trainer import Trainer  # noqa: E402
+from opspec.training.config import load_config
+from opspec.training.trainer import Trainer
+from tools.harness import ROOT, alternate, markdown_table
 
 
 def epoch_seconds(setting: str, optimizer: str, lr: float | None, epochs: int, out: Path,
@@ -63,23 +60,21 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench_epoch_cost_") as tmp:
         for setting in args.settings.split(","):
-            times: dict[str, list[float]] = {name: [] for name in optimizers}
-            for r in range(args.rounds):
-                for name in optimizers if r % 2 == 0 else optimizers[::-1]:
-                    secs = epoch_seconds(setting, name, lrs.get(f"{setting}:{name}"), args.epochs, Path(tmp),
-                                         args.overrides)
-                    times[name] += secs[1:]
-                    print(f"{setting} {name} round {r}: " + " ".join(f"{s:.4f}" for s in secs), flush=True)
+            def measure(r: int, name: str) -> list[float]:
+                return epoch_seconds(setting, name, lrs.get(f"{setting}:{name}"), args.epochs, Path(tmp), args.overrides)
+
+            def say(r: int, name: str, secs: list[float]) -> None:
+                print(f"{setting} {name} round {r}: " + " ".join(f"{s:.4f}" for s in secs), flush=True)
+
+            runs = alternate(optimizers, args.rounds, measure, say)
+            times = {name: [s for secs in runs[name] for s in secs[1:]] for name in optimizers}  # epoch 1: warm-up
             ref = statistics.median(times[optimizers[0]])
             for name in optimizers:
                 med = statistics.median(times[name])
-                rows.append(f"| {setting} | {name} | {med:.3g} | {min(times[name]):.3g}–{max(times[name]):.3g} | "
-                            f"{med / ref:.3f} |")
+                rows.append((setting, name, f"{med:.3g}", f"{min(times[name]):.3g}–{max(times[name]):.3g}", f"{med / ref:.3f}"))
     print(f"\nthreads {args.threads}; {args.rounds} rounds × {args.epochs - 1} timed epochs; "
           f"total {time.perf_counter() - started:.0f} s\n")
-    print(f"| setting | optimizer | s / epoch (median) | min–max | ratio to {optimizers[0]} |")
-    print("|---|---|---|---|---|")
-    print("\n".join(rows))
+    print(markdown_table(("setting", "optimizer", "s / epoch (median)", "min–max", f"ratio to {optimizers[0]}"), rows))
     return 0
 
 

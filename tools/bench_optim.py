@@ -18,9 +18,9 @@ round-robin with the variants' order rotated each round; medians reported):
 5. Complex strategies for the (576, 64, 64) complex64 batch: time and error against a float64
    SVD reference (U p(Σ/‖G‖_F) Vᴴ, p the 5-step scalar iteration).
 
-    python tools/bench_optim.py                      # CPU, one intra-op thread (~1-2 min)
-    python tools/bench_optim.py --threads 0          # torch's default thread count
-    python tools/bench_optim.py --device cuda --repeats 20
+    python -m tools.bench_optim                      # CPU, one intra-op thread (~1-2 min)
+    python -m tools.bench_optim --threads 0          # torch's default thread count
+    python -m tools.bench_optim --device cuda --repeats 20
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from opspec.optim.layouts import to_matrices
 from opspec.optim.apply import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
 from opspec.training.runtime import device_name, keep_freed_memory, load_average
+from tools.harness import sync, time_interleaved
 
 POLAR = sys.modules["opspec.optim.polar"]  # the module (the package re-exports the function `polar`)
 LR, MOMENTUM, WD, STEPS = 0.02, 0.95, 0.01, 5
@@ -49,28 +50,11 @@ REAL_CASES = ((256, 32), (96, 64), (24, 512))  # (number of parameters, side)
 # timing
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def interleaved(fns: dict[str, Callable[[], object]], repeats: int, device: torch.device, warmup: int = 1) -> dict[str, list[float]]:
-    """Seconds per call of each fn: `warmup` untimed rounds, then `repeats` timed rounds, round-robin."""
-    names = list(fns)
-    for _ in range(warmup):
-        for name in names:
-            fns[name]()
+    """Seconds per call of each fn: `warmup` untimed rounds, then `repeats` timed rounds, round-robin
+    (harness.time_interleaved: torch.utils.benchmark's clock, which synchronizes `device`)."""
     sync(device)
-    times: dict[str, list[float]] = {name: [] for name in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[: r % len(names)]
-        for name in order:
-            sync(device)
-            t0 = time.perf_counter()
-            fns[name]()
-            sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
+    return {name: m.times for name, m in time_interleaved(fns, repeats, warmup).items()}
 
 
 def med_ms(ts: list[float]) -> float:
@@ -122,9 +106,10 @@ def _loop_muon_step(params: list[nn.Parameter], bufs: list[Tensor]) -> None:
             p.add_(o, alpha=-LR * lr_scale(*p.shape, "original"))
 
 
-def case_real(device: torch.device, repeats: int, torch_subset: int | None) -> list[str]:
+def case_real(device: torch.device, repeats: int, torch_subset: int | None,
+              cases: tuple[tuple[int, int], ...] = REAL_CASES) -> list[str]:
     rows = []
-    for count, side in REAL_CASES:
+    for count, side in cases:
         g = torch.Generator(device="cpu").manual_seed(side)
         init = [torch.randn(side, side, generator=g) / side**0.5 for _ in range(count)]
         grads = [torch.randn(side, side, generator=g) for _ in range(count)]
@@ -192,8 +177,9 @@ def _per_mode_loop_step(weights: list[nn.Parameter], bufs: list[Tensor]) -> None
                     w.add_(o, alpha=-LR * lr_scale(p.shape[1], p.shape[0], "original"))  # (in, out, …): fan_out = out
 
 
-def case_fno_spectral(device: torch.device, repeats: int) -> list[str]:
-    model_a, model_b = make_fno(device), make_fno(device)
+def case_fno_spectral(device: torch.device, repeats: int,
+                      build: Callable[[torch.device], nn.Module] = make_fno) -> list[str]:
+    model_a, model_b = build(device), build(device)
     wa, wb = spectral_weights(model_a), spectral_weights(model_b)
     g = torch.Generator(device="cpu").manual_seed(1)
     for pa, pb in zip(wa, wb):
@@ -217,8 +203,9 @@ def case_fno_spectral(device: torch.device, repeats: int) -> list[str]:
             f"| {loop} | {t_l:.1f} | {spread(ts['loop'])} | {t_l / t_b:.1f}x | {agree:.1e} |"]
 
 
-def case_fno_training(device: torch.device, repeats: int) -> list[str]:
-    model = make_fno(device)
+def case_fno_training(device: torch.device, repeats: int,
+                      build: Callable[[torch.device], nn.Module] = make_fno) -> list[str]:
+    model = build(device)
     fixed_loss = torch.ones((), device=device)  # SpecMuon needs the loss: the gradients are already there
     optimizers = {
         "opspec Muon (build_optimizer)": build_optimizer(model, "muon", lr=1e-3, weight_decay=1e-4),
@@ -271,12 +258,12 @@ def case_fno_training(device: torch.device, repeats: int) -> list[str]:
 # case 4: FLOP rates
 
 
-def case_flop_rates(device: torch.device, repeats: int) -> list[str]:
+def case_flop_rates(device: torch.device, repeats: int, cases: tuple[tuple[int, int], ...] = REAL_CASES) -> list[str]:
     f32_peak = matmul_rate(device, torch.float32, max(2, repeats // 2))
     fast_bf16 = device.type == "cuda" or POLAR.cpu_has_bf16_matmul()
     bf16_peak = matmul_rate(device, torch.bfloat16, max(2, repeats // 2)) if fast_bf16 else None
     g = torch.Generator(device="cpu").manual_seed(3)
-    batches = {f"{c} × {s}×{s} float32": torch.randn(c, s, s, generator=g).to(device) for c, s in REAL_CASES}
+    batches = {f"{c} × {s}×{s} float32": torch.randn(c, s, s, generator=g).to(device) for c, s in cases}
     batches["576 × 64×64 complex64 (FNO per-mode)"] = torch.randn(576, 64, 64, dtype=torch.complex64, generator=g).to(device)
     ts = interleaved({k: (lambda G=G: polar(G)) for k, G in batches.items()}, repeats, device)
     peak_head = "f32 peak" + (", bf16 peak" if bf16_peak else "")

@@ -1,6 +1,6 @@
 """bench_optim's cases at an earlier commit against the working tree, run alternately in one session.
 
-    python tools/bench_optim_against.py 50a49dd --cases 1,2,3 --rounds 2
+    python -m tools.bench_optim_against 50a49dd --cases 1,2,3 --rounds 2
 
 Checks the commit out into a temporary git worktree, then runs `tools/bench_optim.py` there and
 here in turns (old, new, new, old, …) so both see the same machine load, and prints, for every
@@ -19,7 +19,8 @@ import tempfile
 from collections import defaultdict
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tools.harness import ROOT, alternate, markdown_table
+
 # the column that holds the optimizer step's time in each case's table
 TIME_COLUMNS = ("opspec Muon ms/step", "ms/step (median)", "optimizer step ms")
 
@@ -45,6 +46,8 @@ def step_times(markdown: str) -> dict[tuple[str, str], float]:
 
 
 def run(tree: Path, args: argparse.Namespace) -> str:
+    """bench_optim's Markdown output in `tree`, run as a script file so that commits from before
+    tools/ was a package run too."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     cmd = [sys.executable, str(tree / "tools" / "bench_optim.py"), "--cases", args.cases, "--repeats", str(args.repeats)]
     done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True)
@@ -64,22 +67,27 @@ def main() -> None:
         old = Path(tmp) / "old"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), args.rev], check=True,
                        capture_output=True)
-        try:
-            samples: dict[str, dict[tuple[str, str], list[float]]] = {"old": defaultdict(list), "new": defaultdict(list)}
-            for k in range(args.rounds):
-                order = (("old", old), ("new", ROOT))
-                for side, tree in (order if k % 2 == 0 else order[::-1]):  # ABBA: neither side always runs second
-                    print(f"round {k + 1}/{args.rounds}: {side}", file=sys.stderr, flush=True)
-                    for key, ms in step_times(run(tree, args)).items():
-                        samples[side][key].append(ms)
+        trees = {"old": old, "new": ROOT}
+
+        def side_times(k: int, side: str) -> dict[tuple[str, str], float]:
+            print(f"round {k + 1}/{args.rounds}: {side}", file=sys.stderr, flush=True)
+            return step_times(run(trees[side], args))
+
+        try:  # ABBA: neither side always runs second
+            runs = alternate(["old", "new"], args.rounds, side_times)
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
-    print(f"| case | row | {args.rev} ms | working tree ms | new / old |")
-    print("|---|---|---|---|---|")
+    samples: dict[str, dict[tuple[str, str], list[float]]] = {"old": defaultdict(list), "new": defaultdict(list)}
+    for side, results in runs.items():
+        for times in results:
+            for key, ms in times.items():
+                samples[side][key].append(ms)
+    rows = []
     for key in samples["old"]:
         if key in samples["new"]:
             a, b = statistics.median(samples["old"][key]), statistics.median(samples["new"][key])
-            print(f"| {key[0][:60]} | {key[1]} | {a:.1f} | {b:.1f} | {b / a:.2f} |")
+            rows.append((key[0][:60], key[1], f"{a:.1f}", f"{b:.1f}", f"{b / a:.2f}"))
+    print(markdown_table(("case", "row", f"{args.rev} ms", "working tree ms", "new / old"), rows))
 
 
 if __name__ == "__main__":

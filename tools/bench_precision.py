@@ -7,9 +7,9 @@ the first epoch's time, the wall time, and the last epoch's test error at each e
 `--polar` also times Newton–Schulz (`opspec.optim.polar`) eagerly and under torch.compile on the
 FNO per-mode batch (576 × 64×64 complex64), to decide whether compiling it pays on this device.
 
-    python tools/bench_precision.py                                  # fp32, bf16, fp16, ±compile: ~15 min on 2 cores
-    python tools/bench_precision.py --variants fp32,bf16 train.epochs=10
-    python tools/bench_precision.py --variants none --polar
+    python -m tools.bench_precision                                  # fp32, bf16, fp16, ±compile: ~15 min on 2 cores
+    python -m tools.bench_precision --variants fp32,bf16 train.epochs=10
+    python -m tools.bench_precision --variants none --polar
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from opspec.training.runtime import device_name, load_average
+from tools.harness import ROOT, alternate, markdown_table, time_interleaved
 VARIANTS = {
     "fp32": ["train.precision=fp32"],
     "bf16": ["train.precision=bf16"],
@@ -53,28 +54,20 @@ def polar_timing(repeats: int) -> list[str]:
     """polar eager vs torch.compile(polar) on the FNO per-mode batch, this process's device (CPU)."""
     import torch
 
-    sys.path.insert(0, str(ROOT))
-    polar_module = __import__("opspec.optim.polar", fromlist=["polar"])
+    from opspec.optim import polar as polar_module
+
     G = torch.randn(576, 64, 64, dtype=torch.complex64, generator=torch.Generator().manual_seed(0))
     compiled = torch.compile(polar_module.polar)
     t0 = time.perf_counter()
     compiled(G)
     compile_s = time.perf_counter() - t0
-    times: dict[str, list[float]] = {"eager": [], "torch.compile": []}
-    for r in range(repeats + 1):
-        for name, fn in (("eager", polar_module.polar), ("torch.compile", compiled))[:: 1 if r % 2 else -1]:
-            t0 = time.perf_counter()
-            fn(G)
-            if r:  # round 0 warms up
-                times[name].append(time.perf_counter() - t0)
-    eager = statistics.median(times["eager"])
+    timed = time_interleaved({"eager": lambda: polar_module.polar(G), "torch.compile": lambda: compiled(G)}, repeats)
+    eager = timed["eager"].median
     rows = [f"polar on 576 × 64×64 complex64, default compute dtype {polar_module.default_compute_dtype(G)}, "
-            f"{torch.get_num_threads()} threads, {repeats} repeats; compiled in {compile_s:.0f} s", "",
-            "| polar | ms (median) | min–max | time / eager |", "|---|---|---|---|"]
-    for name, ts in times.items():
-        rows.append(f"| {name} | {1e3 * statistics.median(ts):.1f} | {1e3 * min(ts):.1f}–{1e3 * max(ts):.1f} | "
-                    f"{statistics.median(ts) / eager:.2f} |")
-    return rows
+            f"{torch.get_num_threads()} threads, {repeats} repeats; compiled in {compile_s:.0f} s", ""]
+    table = [(name, f"{1e3 * m.median:.1f}", f"{1e3 * min(m.times):.1f}–{1e3 * max(m.times):.1f}", f"{m.median / eager:.2f}")
+             for name, m in timed.items()]
+    return rows + markdown_table(("polar", "ms (median)", "min–max", "time / eager"), table).splitlines()
 
 
 def main() -> None:
@@ -85,36 +78,34 @@ def main() -> None:
     parser.add_argument("--polar-repeats", type=int, default=10)
     parser.add_argument("overrides", nargs="*", help="config overrides for every run (default experiment otherwise)")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
-    from opspec.training.runtime import device_name, load_average
-
     variants = [] if args.variants == "none" else args.variants.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"unknown variants {unknown}; expected some of {list(VARIANTS)}")
     print(f"{device_name()}; load average at start {load_average()}; overrides {args.overrides or 'none'}", flush=True)
-    results: dict[str, list[dict]] = {v: [] for v in variants}
+
+    def say(r: int, v: str, res: dict) -> None:
+        print(f"round {r + 1} {v}: " + (f"error: {res['error']}" if "error" in res else
+              f"{statistics.median(res['rates']):.1f} samples/s, errors {res['errors']}, {res['wall']:.0f} s"), flush=True)
+
     with tempfile.TemporaryDirectory(prefix="opspec_bench_precision_") as tmp:
-        for r in range(args.rounds):
-            for v in variants if r % 2 == 0 else variants[::-1]:
-                res = run_variant(v, args.overrides, Path(tmp) / f"round{r}")
-                results[v].append(res)
-                print(f"round {r + 1} {v}: " + (f"error: {res['error']}" if "error" in res else
-                      f"{statistics.median(res['rates']):.1f} samples/s, errors {res['errors']}, {res['wall']:.0f} s"), flush=True)
+        results = alternate(variants, args.rounds, lambda r, v: run_variant(v, args.overrides, Path(tmp) / f"round{r}"), say)
     if variants:
         resolutions = sorted({k for rs in results.values() for res in rs for k in res.get("errors", {})})
-        print("\n| variant | samples/s (median, epochs 2..) | min–max | first epoch s | wall s | "
-              + " | ".join(f"rel L2 at {k}" for k in resolutions) + " |")
-        print("|---|---|---|---|---|" + "---|" * len(resolutions))
+        header = ["variant", "samples/s (median, epochs 2..)", "min–max", "first epoch s", "wall s",
+                  *(f"rel L2 at {k}" for k in resolutions)]
+        rows = []
         for v, rs in results.items():
             ok = [res for res in rs if "error" not in res]
             if not ok:
-                print(f"| {v} | failed: {rs[0]['error']} |")
+                rows.append([v, f"failed: {rs[0]['error']}", *[""] * (len(header) - 2)])
                 continue
             rates = [x for res in ok for x in res["rates"]]
-            errs = " | ".join("/".join(f"{res['errors'][k]:.5f}" for res in ok) for k in resolutions)
-            print(f"| {v} | {statistics.median(rates):.1f} | {min(rates):.1f}–{max(rates):.1f} | "
-                  f"{statistics.median(res['first_epoch'] for res in ok):.1f} | {statistics.median(res['wall'] for res in ok):.0f} | {errs} |")
+            errs = ["/".join(f"{res['errors'][k]:.5f}" for res in ok) for k in resolutions]
+            rows.append([v, f"{statistics.median(rates):.1f}", f"{min(rates):.1f}–{max(rates):.1f}",
+                         f"{statistics.median(res['first_epoch'] for res in ok):.1f}",
+                         f"{statistics.median(res['wall'] for res in ok):.0f}", *errs])
+        print("\n" + markdown_table(header, rows))
     if args.polar:
         print("\n" + "\n".join(polar_timing(args.polar_repeats)))
     print(f"\nload average at end {load_average()}")

@@ -19,7 +19,7 @@ Tables:
 6. float64 compute: a few (eps, steps), and rank-1 / rank-8 input.
 7. ms per call for a batch of 576 complex 64×64 matrices (an FNO's per-mode batch).
 
-    OMP_NUM_THREADS=1 python tools/bench_spectral_power.py        # ~1-2 min on a 2-core CPU
+    OMP_NUM_THREADS=1 python -m tools.bench_spectral_power        # ~1-2 min on a 2-core CPU
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from torch import Tensor
 import opspec.optim.spectral_power  # noqa: F401  (the module; the package re-exports the function)
 from opspec.optim.polar import frobenius_norms, polar
 from opspec.training.runtime import device_name, load_average
+from tools.harness import markdown_table
 
 SP = sys.modules["opspec.optim.spectral_power"]
 spectral_power = SP.spectral_power
@@ -206,7 +207,8 @@ def finite_on_low_rank(method: Method, real: torch.dtype = torch.float32, ps: tu
 
 
 def table(header: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + ["| " + " | ".join(r) + " |" for r in rows]
+    """The rows as Markdown table lines (harness.markdown_table)."""
+    return markdown_table(header, rows).splitlines()
 
 
 def kappa_name(kappa: float) -> str:

@@ -9,9 +9,10 @@ that machine noise hits them alike, and each subprocess discards its first (warm
 Variants: `opspec` (opspec.train.Trainer as `python -m opspec.train` runs it), `neuralop`
 (neuraloperator's Trainer.train_one_epoch), and `neuralop+malloc` (neuraloperator's Trainer in a
 process given the same glibc allocator setting opspec's trainer applies, to show where a gain comes from),
-and `bare` (a plain loop over in-memory tensors: randperm, index, forward, loss, backward, step).
+and `bare` (opspec's `Trainer.step` fed in-memory tensors by randperm and index: the same step without
+the epoch's DataLoader).
 
-    python tools/bench_train_throughput.py --rounds 5 --epochs 3
+    python -m tools.bench_train_throughput --rounds 5 --epochs 3
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
+
+from tools.harness import alternate, markdown_table, run_json, tool_command
 
 # The comparison is of training loops, so both sides use torch's AdamW (as recorded in docs/RESULTS.md).
 BENCH_OPTIMIZER = ["optimizer.name=adamw", "optimizer.lr=3e-3"]
@@ -33,38 +34,24 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
     import torch
     from tqdm import tqdm
 
+    from opspec.training.assemble import build_bare_model, data_meta, optimizer_from_config, seed_everything
     from opspec.training.config import load_config
-    from opspec.training.trainer import Trainer, build_scheduler, optimizer_from_config, seed_everything
+    from opspec.training.schedule import build_scheduler
+    from opspec.training.trainer import Trainer
 
     cfg = load_config(overrides=["train.progress=false", f"train.epochs={epochs + 1}", *BENCH_OPTIMIZER, *overrides])
-    if variant == "opspec":
+    if variant in ("opspec", "bare"):
         trainer = Trainer(cfg, run_dir="/tmp/opspec_bench_throughput")
         n = len(trainer.train_data)
+        a, u = trainer.train_data[torch.arange(n)] if variant == "bare" else (None, None)
 
         def epoch(k: int) -> None:
-            trainer.train_epoch(k, tqdm(disable=True))
-
-    elif variant == "bare":
-        from opspec.data import OperatorDataset, fit_normalizer
-        from opspec.training.metrics import relative_l2
-        from opspec.models import NormalizedOperator, build_model
-
-        data = OperatorDataset(cfg.data.path, "train", cfg.data.train_resolution)
-        a, u = data[torch.arange(len(data))]
-        n = len(data)
-        seed_everything(cfg.seed)
-        net = NormalizedOperator(build_model(cfg.model, a.shape[1], u.shape[1]), fit_normalizer(data, "a"), fit_normalizer(data, "u"))
-        optimizer = optimizer_from_config(net.model, cfg.optimizer)
-        scheduler = build_scheduler(optimizer, cfg.train)
-
-        def epoch(k: int) -> None:
-            net.train()
+            if variant == "opspec":
+                trainer.train_epoch(k, tqdm(disable=True))
+                return
+            trainer.net.train()
             for idx in torch.randperm(n).split(cfg.train.batch_size):
-                optimizer.zero_grad(set_to_none=True)
-                loss = relative_l2(net(a[idx]), u[idx]).mean()
-                loss.backward()
-                optimizer.step()
-            scheduler.step()
+                trainer.step((a[idx], u[idx]), k)
 
     else:
         from neuralop.data.datasets.tensor_dataset import TensorDataset
@@ -74,7 +61,6 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
         from neuralop.training import Trainer as NeuralopTrainer
 
         from opspec.data import OperatorDataset
-        from opspec.models import build_model
         from opspec.training.runtime import keep_freed_memory
 
         if variant == "neuralop+malloc":
@@ -87,7 +73,7 @@ def measure(variant: str, epochs: int, overrides: list[str]) -> list[float]:
         in_norm.fit(a)
         out_norm.fit(u)
         seed_everything(cfg.seed)
-        model = build_model(cfg.model, a.shape[1], u.shape[1])
+        model = build_bare_model(cfg.model, data_meta(data.file))
         trainer = NeuralopTrainer(model=model, n_epochs=epochs + 1, device="cpu", data_processor=DefaultDataProcessor(in_norm, out_norm))
         trainer.optimizer = optimizer_from_config(trainer.model, cfg.optimizer)
         trainer.scheduler = build_scheduler(trainer.optimizer, cfg.train)
@@ -125,21 +111,25 @@ def main() -> None:
           f"{cfg.data.train_resolution}^2, batch {cfg.train.batch_size}, AdamW lr {cfg.optimizer.lr}; "
           f"{args.rounds} rounds x {args.epochs} epochs", flush=True)
     variants = args.variants.split(",")
-    rates: dict[str, list[float]] = {v: [] for v in variants}
-    for r in range(args.rounds):
-        order = variants if r % 2 == 0 else variants[::-1]
-        for v in order:
-            cmd = [sys.executable, __file__, "--worker", v, "--epochs", str(args.epochs), *args.overrides]
-            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-            rates[v] += json.loads(out)
-        print(f"round {r + 1}: " + ", ".join(f"{v} {statistics.median(rates[v]):.1f}" for v in variants) + " samples/s (running medians)", flush=True)
+
+    def child(r: int, v: str) -> list[float]:
+        return run_json(tool_command("bench_train_throughput", "--worker", v, "--epochs", str(args.epochs), *args.overrides))
+
+    seen: dict[str, list[float]] = {v: [] for v in variants}
+
+    def say(r: int, v: str, result: list[float]) -> None:
+        seen[v] += result
+        if all(len(x) == (r + 1) * args.epochs for x in seen.values()):  # the round is complete
+            print(f"round {r + 1}: " + ", ".join(f"{w} {statistics.median(seen[w]):.1f}" for w in variants)
+                  + " samples/s (running medians)", flush=True)
+
+    runs = alternate(variants, args.rounds, child, say)
+    rates = {v: [x for run in rs for x in run] for v, rs in runs.items()}
     med = {v: statistics.median(x) for v, x in rates.items()}
-    print("\n| variant | samples/s (median) | min | max | ratio to neuralop |")
-    print("|---|---|---|---|---|")
     base = med.get("neuralop")
-    for v in variants:
-        ratio = f"{med[v] / base:.3f}" if base else "-"
-        print(f"| {v} | {med[v]:.1f} | {min(rates[v]):.1f} | {max(rates[v]):.1f} | {ratio} |")
+    rows = [(v, f"{med[v]:.1f}", f"{min(rates[v]):.1f}", f"{max(rates[v]):.1f}", f"{med[v] / base:.3f}" if base else "-")
+            for v in variants]
+    print("\n" + markdown_table(("variant", "samples/s (median)", "min", "max", "ratio to neuralop"), rows))
 
 
 if __name__ == "__main__":

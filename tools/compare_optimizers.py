@@ -1,6 +1,6 @@
 """Compare optimizers on one problem and model: same data, model, epochs and seeds, a small LR sweep each.
 
-    python tools/compare_optimizers.py darcy fno --optimizers adamw,muon,specmuon --epochs 15 --seeds 0
+    python -m tools.compare_optimizers darcy fno --optimizers adamw,muon,specmuon --epochs 15 --seeds 0
 
 Every (optimizer, lr, seed) run trains with opspec's Trainer from `configs/<problem>_<model>.yaml`
 (or --config) plus the overrides given, and appends its learning curve and final relative L2 at
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
     done = load_results(results_path)
-    command = "python tools/compare_optimizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tools.compare_optimizers " + " ".join(sys.argv[1:] if argv is None else argv)
 
     def ensure(name: str, lr: float, seed: int, epochs: int) -> dict[str, Any]:
         key = run_key(name, lr, seed, epochs)

@@ -1,7 +1,7 @@
 """Kill training with SIGKILL at random moments, resume each time, and check the run folder (issue 13 §10).
 
-    python tools/crash_test.py --kills 20            # ~20 kills on a tiny Darcy run, then the checks
-    python tools/crash_test.py --kills 5 --epochs 4 --seed 1 --keep /tmp/crash
+    python -m tools.crash_test --kills 20            # ~20 kills on a tiny Darcy run, then the checks
+    python -m tools.crash_test --kills 5 --epochs 4 --seed 1 --keep /tmp/crash
 
 An uninterrupted reference run is trained first. Then one run is started and killed again and again:
 half of the kills land as soon as a checkpoint temp file appears (inside `atomic_save`), the others at a

@@ -19,20 +19,19 @@ Sections, each within its share of the time and reported even when another fails
 6. train.compile=true on section 4's Muon/bf16 variant, when time is left: the first epoch (which
    compiles) and samples/s against eager.
 
-    python tools/device_check.py --out device_check.md     # on a CUDA machine
-    python tools/device_check.py --dry-run --out /tmp/device_check.md   # tiny sizes on the CPU (CI)
+    python -m tools.device_check --out device_check.md     # on a CUDA machine
+    python -m tools.device_check --dry-run --out /tmp/device_check.md   # tiny sizes on the CPU (CI)
 
 On a machine without opspec's Python dependencies, carry them as wheels: here,
-`python tools/device_wheels.py --dest .whl` (with `.whl/` in .git/info/exclude); there,
+`python -m tools.device_wheels --dest .whl` (with `.whl/` in .git/info/exclude); there,
 `python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl && PYTHONPATH=/tmp/site:$PWD
-python3 tools/device_check.py --out $OUT/device_check.md`.
+python3 -m tools.device_check --out $OUT/device_check.md`.
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
-import importlib.util
 import os
 import re
 import shutil
@@ -46,13 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from opspec.core.fileio import atomic_write_text  # noqa: E402
-from opspec.training.runtime import device_name, load_average  # noqa: E402
+from opspec.core.fileio import atomic_write_text
+from opspec.training.runtime import device_name, load_average
+from tools import bench_optim
+from tools.harness import ROOT
 
 NS_TARGET, MUON_SHARE_TARGET = 0.50, 0.10
 
@@ -188,35 +186,29 @@ def section_tests(plan: Plan, report: Report) -> list[str]:
 # 2. bench_optim's tables
 
 
-def load_bench_optim(plan: Plan) -> Any:
-    spec = importlib.util.spec_from_file_location("bench_optim", ROOT / "tools" / "bench_optim.py")
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules["bench_optim"] = bench
-    spec.loader.exec_module(bench)  # type: ignore[union-attr]
-    if plan.dry:  # tiny stand-ins for the real sizes
-        from neuralop.models import FNO
+def tiny_fno(device: torch.device) -> torch.nn.Module:
+    """The dry run's stand-in for bench_optim's FNO."""
+    from neuralop.models import FNO
 
-        bench.REAL_CASES = ((4, 16),)
-
-        def tiny_fno(device: torch.device) -> torch.nn.Module:
-            torch.manual_seed(0)
-            return FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=4, n_layers=1).to(device)
-
-        bench.make_fno = tiny_fno
-    return bench
+    torch.manual_seed(0)
+    return FNO(n_modes=(4, 4), in_channels=1, out_channels=1, hidden_channels=4, n_layers=1).to(device)
 
 
-def section_bench_optim(plan: Plan, bench: Any) -> list[str]:
+def section_bench_optim(plan: Plan) -> list[str]:
+    bench = bench_optim
+    real, build = (((4, 16),), tiny_fno) if plan.dry else (bench.REAL_CASES, bench.make_fno)  # tiny stand-ins when dry
     cases: dict[int, tuple[str, Callable[[], list[str]]]] = {
-        1: ("Real 2-D parameters: opspec Muon vs torch.optim.Muon", lambda: bench.case_real(plan.device, plan.bench_repeats, None)),
-        2: ("FNO spectral weights: grouped batched step vs per-mode loop", lambda: bench.case_fno_spectral(plan.device, plan.bench_repeats)),
+        1: ("Real 2-D parameters: opspec Muon vs torch.optim.Muon", lambda: bench.case_real(plan.device, plan.bench_repeats, None, real)),
+        2: ("FNO spectral weights: grouped batched step vs per-mode loop",
+            lambda: bench.case_fno_spectral(plan.device, plan.bench_repeats, build)),
         3: ("Optimizer step as a share of an FNO training step (batch 16, 64×64, MSE)",
-            lambda: bench.case_fno_training(plan.device, plan.bench_repeats)),
-        4: ("Newton–Schulz FLOP rate of polar vs the large-matmul rate", lambda: bench.case_flop_rates(plan.device, plan.bench_repeats)),
+            lambda: bench.case_fno_training(plan.device, plan.bench_repeats, build)),
+        4: ("Newton–Schulz FLOP rate of polar vs the large-matmul rate",
+            lambda: bench.case_flop_rates(plan.device, plan.bench_repeats, real)),
         5: ("Complex strategies, 576 × 64×64 complex64", lambda: bench.case_complex_strategies(plan.device, plan.bench_repeats)),
     }
     lines = [f"`tools/bench_optim.py` cases {', '.join(map(str, plan.bench_cases))} on {plan.device}, "
-             f"{plan.bench_repeats} repeats (the same functions as `python tools/bench_optim.py --device {plan.device.type} "
+             f"{plan.bench_repeats} repeats (the same functions as `python -m tools.bench_optim --device {plan.device.type} "
              f"--repeats {plan.bench_repeats}`)."]
     for k in plan.bench_cases:
         title, fn = cases[k]
@@ -246,7 +238,7 @@ def _median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device, w
     return statistics.median(times)
 
 
-def section_newton_schulz(plan: Plan, bench: Any, report: Report) -> list[str]:
+def section_newton_schulz(plan: Plan, report: Report) -> list[str]:
     from opspec.optim import polar as polar_fn
 
     polar_module = sys.modules["opspec.optim.polar"]
@@ -254,7 +246,7 @@ def section_newton_schulz(plan: Plan, bench: Any, report: Report) -> list[str]:
     device = plan.device
     g = torch.Generator(device="cpu").manual_seed(5)
     G = torch.randn(batch, m, n, dtype=torch.complex64, generator=g).to(device)
-    peak = bench.matmul_rate(device, torch.bfloat16, max(3, plan.ns_repeats // 4), size=plan.peak_size)
+    peak = bench_optim.matmul_rate(device, torch.bfloat16, max(3, plan.ns_repeats // 4), size=plan.peak_size)
     rows = ["| polar on | compute dtype | path | ms (median) | GFLOP | TFLOP/s | share of bf16 peak |", "|---|---|---|---|---|---|---|"]
     shares = {}
     variants: list[tuple[str, torch.dtype, Callable[[], Any]]] = []
@@ -271,7 +263,7 @@ def section_newton_schulz(plan: Plan, bench: Any, report: Report) -> list[str]:
             fn()  # compile outside the timing
             name += f" (compiled in {time.perf_counter() - t0:.0f} s)"
         t = _median_seconds(fn, plan.ns_repeats, device)
-        flops = bench.polar_flops(batch, m, n, True, dtype)
+        flops = bench_optim.polar_flops(batch, m, n, True, dtype)
         shares[name] = flops / t / peak
         path = polar_module.complex_path(dtype)
         rows.append(f"| {name} | {str(dtype).removeprefix('torch.')} | {path} | {1e3 * t:.2f} | {flops / 1e9:.1f} | "
@@ -299,8 +291,8 @@ def _measure(plan: Plan, overrides: list[str], seconds: float, run_dir: Path) ->
     from opspec.training.config import load_config
     from opspec.training.trainer import Trainer
 
-    trainer = Trainer(load_config(overrides=overrides + ["train.epochs=1000"]), run_dir=run_dir)
-    trainer.sync_timing = True  # synchronize around optimizer.step on CUDA, so it can be timed
+    # sync_timing: synchronize around optimizer.step on CUDA, so it can be timed
+    trainer = Trainer(load_config(overrides=overrides + ["train.epochs=1000"]), run_dir=run_dir, sync_timing=True)
     rates, shares, first = [], [], 0.0
     start, epoch = time.perf_counter(), 0
     while epoch < 2 or time.perf_counter() - start < seconds + first:
@@ -398,10 +390,9 @@ def main(argv: list[str] | None = None) -> int:
         plan = make_plan(args.dry_run, args.budget or (120.0 if args.dry_run else 470.0), Path(work))
         report = Report(plan)
         results: dict[str, dict[str, Any]] = {}
-        bench = load_bench_optim(plan)
         report.section("1. CUDA tests", lambda: section_tests(plan, report), needs_s=60)
-        report.section("2. bench_optim on the device", lambda: section_bench_optim(plan, bench), needs_s=60 + 0.3 * plan.throughput_s)
-        report.section("3. Newton–Schulz against the bf16 matmul peak", lambda: section_newton_schulz(plan, bench, report),
+        report.section("2. bench_optim on the device", lambda: section_bench_optim(plan), needs_s=60 + 0.3 * plan.throughput_s)
+        report.section("3. Newton–Schulz against the bf16 matmul peak", lambda: section_newton_schulz(plan, report),
                        needs_s=0.2 * plan.throughput_s)
         report.section("4. Throughput of the default experiment: AdamW and Muon, fp32 and bf16",
                        lambda: section_throughput(plan, report, results), needs_s=plan.throughput_s + 0.3 * plan.throughput_s)

@@ -4,7 +4,7 @@ tools/device_check.py runs there in one call.
 Run here (where pip reaches PyPI), in the repository root, with opspec's venv active:
 
     echo /.whl/ >> .git/info/exclude
-    python tools/device_wheels.py --dest .whl
+    python -m tools.device_wheels --dest .whl
 
 It walks the requirements of pyproject's dependencies as installed in this venv (the same
 versions), leaves out torch and every package the machine's image already holds (--have, by
@@ -13,7 +13,7 @@ on manylinux x86-64 (`pip download --no-deps`), building a wheel here for the fe
 source only (pure Python). Then, on the device machine, with `.whl` carried:
 
     python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl &&
-      PYTHONPATH=/tmp/site:$PWD python3 tools/device_check.py --out $OUT/device_check.md
+      PYTHONPATH=/tmp/site:$PWD python3 -m tools.device_check --out $OUT/device_check.md
 """
 
 from __future__ import annotations

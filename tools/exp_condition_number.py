@@ -36,8 +36,8 @@ per method on the medians; the claim is called held when orth (SVD) reaches the 
 with medians within a factor 2 of each other (the tuned count moves by ~±20% between draws), while
 GD's slope is ≥ 0.5 (a "did not reach" counts as the cap, which makes that slope a lower bound).
 
-    OMP_NUM_THREADS=1 python tools/exp_condition_number.py                 # ~1.5 min on a 2-core CPU
-    python tools/exp_condition_number.py --kappas 10 100 1000 10000 --seed 1 --out-md /tmp/cond.md
+    OMP_NUM_THREADS=1 python -m tools.exp_condition_number                 # ~1.5 min on a 2-core CPU
+    python -m tools.exp_condition_number --kappas 10 100 1000 10000 --seed 1 --out-md /tmp/cond.md
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ import numpy as np
 import torch
 
 from opspec.optim.polar import polar as ns_polar_torch
+from tools.harness import markdown_table, pyplot, save_figure
 
 Array = np.ndarray
 Polar = Callable[[Array], Array]
@@ -255,17 +256,14 @@ def markdown(results: Results, kappas: list[float], methods: list[str], args: ar
         f"X, Y {args.n}×{args.r}, init N(0, {args.init:g}²); cap {args.max_iter}; {seeds}): median [min–max] over the draws, "
         "each tuned separately; the tuned step of the median draw in parentheses.",
         "",
-        "| κ | " + " | ".join(METHODS[m].label for m in methods) + " |",
-        "|---:|" + "---:|" * len(methods),
     ]
-    for k in kappas:
-        cells = [_cell(results[k, m], METHODS[m].kind, args.max_iter) for m in methods]
-        lines.append(f"| {k:g} | " + " | ".join(cells) + " |")
+    rows = [[f"{k:g}", *(_cell(results[k, m], METHODS[m].kind, args.max_iter) for m in methods)] for k in kappas]
     slope_cells = []
     for m in methods:
         s = summary[m]
         slope_cells.append(f"{s['slope']:.2f}" if s["all_reached"] else f"≥ {s['slope']:.2f} (cap counted)")
-    lines.append("| log-log slope of the median | " + " | ".join(slope_cells) + " |")
+    rows.append(["log-log slope of the median", *slope_cells])
+    lines += markdown_table(["κ", *(METHODS[m].label for m in methods)], rows, ["right"] * (len(methods) + 1)).splitlines()
     if "gd" in summary and "orth_svd" in summary:
         orth, gd = summary["orth_svd"], summary["gd"]
         lines += [
@@ -288,12 +286,7 @@ def markdown(results: Results, kappas: list[float], methods: list[str], args: ar
 
 def plot(results: Results, kappas: list[float], methods: list[str], max_iter: int, path: Path) -> Path:
     """Log-log median iterations vs κ with min–max bars, one line per method; ▲ marks medians at the cap."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    fig, ax = pyplot().subplots(figsize=(6.4, 4.4))
     style = {"gd": ("o", "C0"), "orth_svd": ("s", "C1"), "orth_ns": ("D", "C2"), "adam": ("v", "C3")}
     for m in methods:
         marker, color = style.get(m, ("o", None))
@@ -314,11 +307,7 @@ def plot(results: Results, kappas: list[float], methods: list[str], max_iter: in
     ax.set_ylim(top=max_iter * 2)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def main(argv: list[str] | None = None) -> None:

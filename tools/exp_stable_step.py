@@ -47,9 +47,9 @@ steps log-spaced over [η*/2, 2η*] and counts those that contradict the interva
 Verdict: held when measured/predicted (2/h_max for GD, 2σ̄(G₀)/h̄ for Muon) is within [0.9, 1.1]
 at every spread for both methods.
 
-    OMP_NUM_THREADS=1 python tools/exp_stable_step.py                       # ~20 s on a 2-core CPU
-    python tools/exp_stable_step.py --n 64 --steps 1000 --seed 1 --out-md /tmp/stable.md
-    python tools/exp_stable_step.py --max-rise 2 --plot /tmp/stable_rise2.png     # "loss ≤ 2 f(W₀)"
+    OMP_NUM_THREADS=1 python -m tools.exp_stable_step                       # ~20 s on a 2-core CPU
+    python -m tools.exp_stable_step --n 64 --steps 1000 --seed 1 --out-md /tmp/stable.md
+    python -m tools.exp_stable_step --max-rise 2 --plot /tmp/stable_rise2.png     # "loss ≤ 2 f(W₀)"
 """
 
 from __future__ import annotations
@@ -64,6 +64,8 @@ from typing import Callable
 
 import numpy as np
 import scipy.linalg
+
+from tools.harness import markdown_table, pyplot, save_figure
 
 Array = np.ndarray
 RISE = 1e-9  # relative slack on "the loss never exceeds C times its start" (rounding on exact returns)
@@ -238,16 +240,14 @@ def markdown(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
         f"seed {args.seed}. A: gradient spread, H fixed (cond 100). B: curvature spread, G₀ orthogonal. "
         "σ_max(G₀) = 1 and mean curvature h̄ = 1 throughout; ratio = measured/predicted.",
         "",
-        "| sweep | s | cond G₀ | cond H | σ̄(G₀) | h_max | GD η* | 2/h_max | GD ratio "
-        "| Muon η* | 2σ̄/h̄ | Muon ratio | η*/(2σ_max/h̄) | η*/one-step | checks |",
-        "|:--|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for r in rows:
-        lines.append(
-            f"| {r.sweep} | {r.spread:g} | {r.cond_g:.3g} | {r.cond_h:.3g} | {r.sigma_mean:.3g} | {r.h_max:.3g} "
-            f"| {r.gd:.4g} | {r.gd_pred:.4g} | {r.gd / r.gd_pred:.3f} | {r.muon:.4g} | {r.muon_pred:.4g} "
-            f"| {r.muon / r.muon_pred:.3f} | {r.muon / r.muon_alt:.3f} | {r.muon / r.one_step:.3f} | {r.gd_checks}/{r.muon_checks} |"
-        )
+    header = ["sweep", "s", "cond G₀", "cond H", "σ̄(G₀)", "h_max", "GD η*", "2/h_max", "GD ratio", "Muon η*", "2σ̄/h̄",
+              "Muon ratio", "η*/(2σ_max/h̄)", "η*/one-step", "checks"]
+    cells = [[r.sweep, f"{r.spread:g}", f"{r.cond_g:.3g}", f"{r.cond_h:.3g}", f"{r.sigma_mean:.3g}", f"{r.h_max:.3g}",
+              f"{r.gd:.4g}", f"{r.gd_pred:.4g}", f"{r.gd / r.gd_pred:.3f}", f"{r.muon:.4g}", f"{r.muon_pred:.4g}",
+              f"{r.muon / r.muon_pred:.3f}", f"{r.muon / r.muon_alt:.3f}", f"{r.muon / r.one_step:.3f}",
+              f"{r.gd_checks}/{r.muon_checks}"] for r in rows]
+    lines += markdown_table(header, cells, ["left"] + ["right"] * (len(header) - 1)).splitlines()
     gd_ratios = [r.gd / r.gd_pred for r in rows]
     mu_ratios = [r.muon / r.muon_pred for r in rows]
     lines += [
@@ -268,11 +268,9 @@ def markdown(rows: list[Row], args: argparse.Namespace, seconds: float) -> str:
 
 def plot(rows: list[Row], path: Path, max_rise: float = 1.0) -> Path:
     """Three panels, log axes: limits vs spread for sweeps A and B with predictions, and measured vs predicted."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    plt = pyplot()
 
     def plain(axis) -> None:
         """Ticks at 1, 2, 5 × 10^k labelled as plain numbers (no crowded minor labels)."""
@@ -316,11 +314,7 @@ def plot(rows: list[Row], path: Path, max_rise: float = 1.0) -> Path:
     ax.legend(fontsize=8, loc="upper left")
     bound = "f(W₀)" if max_rise == 1 else f"{max_rise:g}·f(W₀)"
     fig.suptitle(f"Largest step keeping f(W_t) ≤ {bound} on a matrix quadratic: GD vs Muon (exact polar)", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def main(argv: list[str] | None = None) -> None:

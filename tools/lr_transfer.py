@@ -1,6 +1,6 @@
 """Does the best learning rate transfer across model widths and training resolutions? (issue 17 §3)
 
-    python tools/lr_transfer.py --variants w16,w32,w64,r17,r33,r65 --epochs 8
+    python -m tools.lr_transfer --variants w16,w32,w64,r17,r33,r65 --epochs 8
 
 Each variant is the Darcy FNO of `configs/darcy_fno.yaml` with one change: `wN` sets the width
 (hidden channels) to N at the 33 × 33 training grid, `rN` trains at N × N with width 32 (`w32` and
@@ -15,7 +15,6 @@ OUT/transfer.png (error against LR per variant, each curve divided by its own mi
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import statistics
@@ -29,14 +28,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE_WIDTH, BASE_RESOLUTION = 32, 33
-
-
-def _compare_module():
-    spec = importlib.util.spec_from_file_location("compare_optimizers", ROOT / "tools" / "compare_optimizers.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("compare_optimizers", module)
-    spec.loader.exec_module(module)
-    return module
 
 
 def variant_overrides(variant: str) -> tuple[str, list[str]]:
@@ -141,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     factors = sorted(float(f) for f in args.lr_factors.split(","))
     step = factors[1] / factors[0] if len(factors) > 1 else 2.0
-    compare = _compare_module()
+    from tools import compare_optimizers as compare
+
     sweeps: dict[str, dict[str, dict[float, float]]] = {}
     for variant in args.variants.split(","):
         folder, overrides = variant_overrides(variant)
@@ -151,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                           "--extend-edges", str(args.extend_edges), *[f"--base-lr={b}" for b in args.base_lr],
                           "--out", str(out / folder), *overrides])
         sweeps[variant] = read_sweep(out / folder, args.epochs, args.seed)
-    command = "python tools/lr_transfer.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    command = "python -m tools.lr_transfer " + " ".join(sys.argv[1:] if argv is None else argv)
     print(summarize(sweeps, args.optimizers.split(","), step, out, command))
     return 0
 

@@ -78,10 +78,12 @@ def _piece_bytes(work: Work, size: int) -> list[int]:
             for shape, dtype in work.outputs]
 
 
+@torch.profiler.record_function("opspec.run_sharded")  # a named range in torch.profiler's trace
 def run_sharded(works: Sequence[Work], group: dist.ProcessGroup | None = None) -> list[tuple[Tensor, ...]]:
     """Every work's outputs on every rank; each rank computes only its share (`partition`).
 
-    Without a process group, or with one rank, the works simply run here.
+    Without a process group, or with one rank, the works simply run here. torch.profiler sees the
+    call as "opspec.run_sharded" and its collective as "opspec.all_gather" (tools/bench_distributed.py).
     """
     if not works:
         return []
@@ -100,7 +102,8 @@ def run_sharded(works: Sequence[Work], group: dist.ProcessGroup | None = None) -
     local = torch.cat(mine)
     buffer[: local.numel()] = local
     gathered = [torch.empty_like(buffer) for _ in range(world)]
-    dist.all_gather(gathered, buffer, group=group)
+    with torch.profiler.record_function("opspec.all_gather"):
+        dist.all_gather(gathered, buffer, group=group)
     pieces: list[list[list[Tensor]]] = [[[] for _ in w.outputs] for w in works]
     for r, ranges in enumerate(plan):
         offset = 0

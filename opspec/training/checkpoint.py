@@ -28,6 +28,8 @@ import torch
 
 from opspec.core.errors import OpspecError
 from opspec.core.fileio import atomic_path, atomic_write_text, strict_json
+from opspec.training.assemble import build_net, check_meta
+from opspec.training.config import load_config
 
 CHECKPOINT_VERSION = 1
 NORMALIZER_KEYS = ("in_norm.mean", "in_norm.std", "out_norm.mean", "out_norm.std")
@@ -115,22 +117,12 @@ def restore_training_state(
 
 def model_from_checkpoint(payload: dict[str, Any]) -> torch.nn.Module:
     """Rebuild the normalized model a checkpoint holds, from its own config and shapes."""
-    from opspec.training.config import load_config
-    from opspec.data import UnitGaussianNormalizer
-    from opspec.models import NormalizedOperator, build_model
 
     where = payload.get("path", "checkpoint")
-    meta = payload.get("meta")
-    if not isinstance(meta, dict) or not {"in_channels", "out_channels", "n_space"} <= set(meta):
-        raise OpspecError(f"{where}: checkpoint has no 'meta' with in_channels, out_channels and n_space "
-                          "(expected a checkpoint written by opspec.train)")
+    meta = check_meta(payload.get("meta"), where)
     cfg = load_config(base=payload["config"])
     try:
-        net = NormalizedOperator(
-            build_model(cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta.get("grid", "nodal")),
-            UnitGaussianNormalizer(meta["in_channels"], meta["n_space"]),
-            UnitGaussianNormalizer(meta["out_channels"], meta["n_space"]),
-        )
+        net = build_net(cfg.model, meta)  # unit normalizers: the checkpoint's are loaded next
         missing, unexpected = net.load_state_dict(payload["model"], strict=False)
     except (RuntimeError, ValueError, TypeError) as err:  # a size mismatch, or a meta that builds no model
         raise OpspecError(

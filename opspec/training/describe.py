@@ -102,26 +102,18 @@ def format_rows(rows: Sequence[Row]) -> str:
     return "\n".join(lines)
 
 
-# Channels and spatial dimensions of each problem's data when no data file is at hand (the generators').
-PROBLEM_SHAPES = {"darcy": (1, 1, 2), "burgers": (1, 1, 1)}
-
-
-def _data_shapes(cfg: Any) -> tuple[int, int, int, str]:
-    """(in_channels, out_channels, n_space, grid) of the configured data: from its file when present, else the problem's."""
+def data_meta_of(cfg: Any) -> dict[str, Any]:
+    """The meta of the configured data: from its file when present, else the problem's generated shapes."""
     from pathlib import Path
 
-    path = Path(cfg.data.path)
-    if path.is_file():
+    from opspec.training.assemble import data_meta, problem_meta
+
+    if Path(cfg.data.path).is_file():
         from opspec.data.canonical import CanonicalFile  # the CLI's edge: this module's functions never reach data
 
-        with CanonicalFile(path) as file:
-            split, n_space = file.splits[0], len(file.space_dims)
-            channels = [math.prod(file.shapes[split][var][1:-n_space]) for var in ("a", "u")]
-            return channels[0], channels[1], n_space, file.grid
-    if cfg.data.problem == "navier_stokes":
-        return int(cfg.data.t_in or 10), int(cfg.data.t_out or 10), 2, "periodic"
-    c_in, c_out, n_space = PROBLEM_SHAPES[cfg.data.problem]
-    return c_in, c_out, n_space, "periodic" if cfg.data.problem == "burgers" else "nodal"
+        with CanonicalFile(cfg.data.path) as file:
+            return data_meta(file)
+    return problem_meta(cfg)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -135,15 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # The CLI builds the configured model: it alone reaches up to config and models (imported here, not
     # at the top), so `import opspec.optim` never loads them.
+    from opspec.training.assemble import build_bare_model
     from opspec.training.config import load_config, to_container
     from opspec.core.errors import OpspecError
-    from opspec.models import build_model
     from opspec.optim.options import options_from_config
 
     try:
         cfg = load_config(args.config, args.overrides)
-        c_in, c_out, n_space, grid = _data_shapes(cfg)
-        model = build_model(cfg.model, c_in, c_out, n_space, grid)
+        meta = data_meta_of(cfg)
+        c_in, c_out, n_space = meta["in_channels"], meta["out_channels"], meta["n_space"]
+        model = build_bare_model(cfg.model, meta)
         rows = describe(model, cfg.optimizer.name, **options_from_config(cfg.optimizer.name, to_container(cfg.optimizer)))
     except OpspecError as err:
         print(f"error: {err}", file=sys.stderr)

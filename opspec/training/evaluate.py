@@ -16,6 +16,7 @@ from typing import Any, Sequence
 
 import torch
 
+from opspec.training.assemble import data_meta
 from opspec.training.checkpoint import load_checkpoint, model_from_checkpoint
 from opspec.training.config import load_config
 from opspec.data import CanonicalFile, OperatorDataset
@@ -209,9 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe = OperatorDataset(file, "test", resolutions[0], in_memory=False)
     if len(probe) == 0:
         raise OpspecError(f"{file.path}: the test split has no samples; expected at least one")
-    a, u = probe[[0]]
-    meta = payload["meta"]
-    shape, expected = (a.ndim - 2, a.shape[1], u.shape[1]), (meta["n_space"], meta["in_channels"], meta["out_channels"])
+    meta, found = payload["meta"], data_meta(file, "test")
+    shape, expected = ((found["n_space"], found["in_channels"], found["out_channels"]),
+                       (meta["n_space"], meta["in_channels"], meta["out_channels"]))
     if shape != expected:
         raise OpspecError(f"{file.path}: {shape[0]}-D data with {shape[1]} input and {shape[2]} output channel(s), but "
                           f"{payload['path']} takes {expected[0]}-D data with {expected[1]} and {expected[2]}")

@@ -1,6 +1,7 @@
 """`python -m opspec.train`: data file → model → optimizer → checkpoints, then a table across resolutions.
 
-The only module that composes data, models and optimizers. Each epoch appends one JSON line to
+The Trainer is the one training loop (fit → train_epoch → step, with the hooks of callbacks.py); what
+it trains is built by assemble.py from the config and the data. Each epoch appends one JSON line to
 `metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the test error improves);
 `--resume` continues a run so that it ends with the same weights as an uninterrupted one.
 
@@ -17,22 +18,23 @@ import copy
 import itertools
 import math
 import os
-import random
 import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
 import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from opspec.training.assemble import assemble, data_meta, optimizer_from_config, seed_everything
+from opspec.training.callbacks import (Callback, DivergedError, EpochCallback, FiniteCheck, OptimizerTimer, RunLog, Step,
+                                       as_callback, grads_finite, why_not_finite)
 from opspec.training.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, atomic_save, load_checkpoint, make_payload,
                                reconcile_run, restore_training_state)
 from opspec.training.config import load_config, to_container, to_yaml
-from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
+from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader
 from opspec.data.multifile import open_data
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
@@ -41,8 +43,6 @@ from opspec.core.errors import OpspecError, cli_main, os_error_line
 from opspec.training.evaluate import check_finite, evaluate_model, format_table, plot_samples, summary_json
 from opspec.core.fileio import FolderLock, atomic_write_json, atomic_write_text, remove_stale_temps
 from opspec.training.metrics import relative_l2
-from opspec.models import NormalizedOperator, build_model
-from opspec.optim import build_optimizer, options_from_config
 from opspec.training.plots import plot_curves
 from opspec.training.loggers import RunLogger, build_logger, check_logger
 from opspec.training.precision import Precision, check_compile, clip_grad_norm_, compile_module, keep_spectral_fp32
@@ -87,24 +87,6 @@ def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | N
         except ValueError as err:  # the generators validate their arguments before writing anything
             raise OpspecError(f"data: generating {cfg.data.problem}: {err}") from None
     return open_data(path)
-
-
-def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,
-                          process_group: torch.distributed.ProcessGroup | None = None) -> torch.optim.Optimizer:
-    """The configured optimizer as one object over the whole model (opspec.optim.build_optimizer with
-    the section's keys that optimizer takes, as opspec/optim/options.py declares them); the spectral
-    ones share their work across `process_group`'s ranks."""
-    options = options_from_config(cfg.name, to_container(cfg))
-    try:
-        return build_optimizer(model, cfg.name, process_group=process_group, **options)
-    except ValueError as err:  # an option out of range: one line naming it
-        raise OpspecError(f"optimizer: {err}") from None
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
 
 
 def _holds_run(folder: Path) -> bool:
@@ -162,21 +144,7 @@ def resume_changes(saved: dict[str, Any], cfg: DictConfig, epoch: int, where: st
     return {k: v for k, v in changed.items() if k in RESUME_HONOURED}
 
 
-class DivergedError(OpspecError):
-    """A non-finite loss, gradient or test error: the run stops, keeping its last good checkpoint."""
-
-
-def _why_not_finite(a: torch.Tensor, u: torch.Tensor, base_lr: float, lr: float) -> str:
-    """The likely cause of a non-finite loss on the batch (a, u)."""
-    if not (torch.isfinite(a).all() and torch.isfinite(u).all()):
-        return "the batch holds NaN or Inf in the data"
-    zero = (u.flatten(1).norm(dim=1) == 0).nonzero().flatten().tolist()
-    if zero:
-        return f"{len(zero)} sample(s) of the batch have an all-zero target u, whose relative L2 is 0/0, undefined"
-    return f"the weights diverged: optimizer.lr={base_lr:g} is likely too large (the LR of this step was {lr:g})"
-
-
-EpochCallback = Callable[["Trainer", dict[str, Any]], None]
+_why_not_finite = why_not_finite  # the name it had before callbacks.py held it
 
 
 class Trainer:
@@ -192,10 +160,20 @@ class Trainer:
         cfg: DictConfig,
         resume: dict[str, Any] | None = None,
         run_dir: str | os.PathLike | None = None,
-        callbacks: Sequence[EpochCallback] = (),
+        callbacks: Sequence[Callback | EpochCallback] = (),
+        sync_timing: bool | None = None,
+        datasets: tuple[OperatorDataset, OperatorDataset] | None = None,
+        normalizers: tuple[torch.nn.Module, torch.nn.Module] | None = None,
     ) -> None:
+        """`callbacks`: Callback objects, or functions f(trainer, record) called at each epoch's end.
+        `sync_timing`: on CUDA, time optimizer.step between synchronizes (default: when train.log is on).
+        `datasets`: (train, test) to use instead of the splits of `data.path` at `data.train_resolution`
+        (tools); `normalizers`: (in, out) to use instead of fitting them on the training split."""
         self.cfg = cfg
-        self.callbacks = list(callbacks)
+        self.callbacks: list[Callback] = [FiniteCheck(), OptimizerTimer(), RunLog(), *map(as_callback, callbacks)]
+        self.should_stop = False  # a callback sets it to end training after the current step
+        self.global_step = 0
+        self._datasets, self._normalizers = datasets, normalizers
         self.notes: list[str] = []  # what a resume honoured or repaired (the CLI prints them)
         self.lock: FolderLock | None = None
         self.created_dir = False  # this trainer made its run folder (discard() may remove it)
@@ -203,14 +181,16 @@ class Trainer:
         changes = resume_changes(resume["config"], cfg, int(resume["epoch"]), resume["path"]) if resume else {}
         self._init_ranks_and_device()
         self._init_data()
-        self._init_model()
-        self._init_optimizer_and_schedule()
+        self._init_model_optimizer_and_schedule()
+        self._init_training_state()
         if resume is None:
             self._start(run_dir)
         else:
             self._restore(resume, run_dir, changes)
         self._wrap_ddp()
         self._init_logger()
+        if sync_timing is not None:
+            self.sync_timing = sync_timing
 
     # -- the steps of __init__ ------------------------------------------------------------------
 
@@ -221,6 +201,11 @@ class Trainer:
 
     def _init_data(self) -> None:
         cfg, main = self.cfg, self.ranks.is_main
+        if self._datasets is not None:  # given by a tool: the config's data section is not read
+            self.train_data, self.test_data = self._datasets
+            self.file = self.train_data.file
+            self.meta = data_meta(self.file)
+            return
         if main:  # one rank generates a missing file; the others open it when it is complete
             self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
         barrier(self.ranks)
@@ -233,20 +218,14 @@ class Trainer:
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         for r in cfg.data.eval_resolutions:
             self.file.stride(r)
-        a0, u0 = self.train_data[0]
-        self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1, "grid": self.file.grid}
+        self.meta = data_meta(self.file)
 
-    def _init_model(self) -> None:
-        seed_everything(self.cfg.seed)  # the same seed on every rank: the same initial weights everywhere
-        meta = self.meta
-        model = build_model(self.cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta["grid"])
-        self.net = NormalizedOperator(model, fit_normalizer(self.train_data, "a"), fit_normalizer(self.train_data, "u"))
-        self.net.to(self.device)
+    def _init_model_optimizer_and_schedule(self) -> None:
+        parts = assemble(self.cfg, self.meta, self.train_data, self.device, self.ranks.group, self._normalizers)
+        self.net, self.optimizer, self.scheduler = parts.net, parts.optimizer, parts.scheduler
+        self.steps_per_epoch = parts.steps_per_epoch
 
-    def _init_optimizer_and_schedule(self) -> None:
-        self.optimizer = optimizer_from_config(self.net.model, self.cfg.optimizer, self.ranks.group)
-        self.steps_per_epoch = math.ceil(len(self.train_data) / self.cfg.train.batch_size)
-        self.scheduler = build_scheduler(self.optimizer, self.cfg.train, self.steps_per_epoch)  # stepped per step
+    def _init_training_state(self) -> None:
         self.epoch = 0
         self.best, self.best_epoch = math.inf, 0
         train = self.cfg.train
@@ -369,6 +348,7 @@ class Trainer:
 
     def _init_logger(self) -> None:
         """train.log on rank 0; a resumed run continues its global-step axis."""
+        self.global_step = self.epoch * self.steps_per_epoch
         self.logger = build_logger(self.cfg.train.log, self.run_dir, to_container(self.cfg), to_yaml(self.cfg),
                                    self.ranks.is_main, start_step=self.epoch * self.steps_per_epoch)
 
@@ -414,61 +394,81 @@ class Trainer:
         errors = relative_l2(prediction.float(), u)
         return errors.sum() * (weight * self.ranks.world_size / (n_global or len(a)))
 
-    def _stop(self, epoch: int, step: int, what: str, cause: str) -> DivergedError:
+    def stop_error(self, epoch: int, step: int, what: str, cause: str) -> DivergedError:
+        """The DivergedError that stops the run at (epoch, step), saying what went wrong and what is kept."""
         kept = (f"its last good checkpoint (epoch {self.epoch}) is in {self.run_dir}" if self.epoch
                 else "no epoch finished, so there is no checkpoint")
         return DivergedError(f"epoch {epoch}, step {step}: {what} ({cause}); the run is stopped and {kept}")
 
-    def _grads_finite(self) -> bool:
-        norms = [torch.linalg.vector_norm(p.grad) for p in self.net.parameters() if p.grad is not None]
-        return not norms or bool(torch.isfinite(torch.stack(norms).sum()))
+    _stop = stop_error  # the name it had before the callbacks raised it
 
-    def train_epoch(self, epoch: int, bar: tqdm) -> dict[str, float]:
-        self.net.train()
+    def _grads_finite(self) -> bool:
+        return grads_finite(self.net.parameters())
+
+    def _hook(self, name: str, *args: Any) -> None:
+        """Call hook `name` on every callback, in order."""
+        for callback in self.callbacks:
+            getattr(callback, name)(self, *args)
+
+    def step(self, batch: Sequence[Any], epoch: int | None = None, index: int | None = None) -> torch.Tensor:
+        """One optimizer step on `batch` = (a, u) or (a, u, n_global, weight) as the epoch's loader gives
+        it; returns the global batch's loss (detached, the same on every rank). `epoch` and `index`
+        (1-based) place it for the hooks and messages; by default it follows the run's last step.
+
+        Zero the gradients; forward and loss; backward; the global loss; unscale (fp16); the
+        finiteness check (a hook); clip; optimizer.step(closure) (timed by a hook); the schedule."""
+        a, u = batch[0], batch[1]
+        n_global, weight = (batch[2], batch[3]) if len(batch) > 2 else (len(a) * self.ranks.world_size, 1.0)
+        self.global_step += 1
+        epoch = self.epoch + 1 if epoch is None else epoch
+        index = self.global_step - (epoch - 1) * self.steps_per_epoch if index is None else index
+        a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
+        info = Step(epoch, index, self.global_step, a, u, n_global, self.optimizer.param_groups[0]["lr"])
+        self._hook("on_step_start", info)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss(a, u, n_global, weight)
+        self.precision.backward(loss)  # fp16: of the scaled loss
+        info.loss = all_sum(self.ranks, loss.detach() / self.ranks.world_size)  # the global batch's loss on every rank
+        self.precision.unscale_(self.optimizer)
+        self._hook("on_after_backward", info)
+        if self.cfg.train.grad_clip is not None:
+            info.grad_norm = clip_grad_norm_(self.net.parameters(), self.cfg.train.grad_clip)
+        self._hook("on_before_optimizer_step", info)
+        self.precision.step(self.optimizer, info.loss)  # optimizer.step(closure); the closure hands over the loss
+        self._hook("on_after_optimizer_step", info)
+        with warnings.catch_warnings():  # fp16: torch warns when the scaler skipped the first optimizer step
+            warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
+            self.scheduler.step()
+        self._hook("on_step_end", info)
+        return info.loss
+
+    def batches(self, epoch: int) -> Any:
+        """Epoch `epoch`'s batches of this rank: (a, u, n_global, weight), shuffled by (seed, epoch)."""
         cfg = self.cfg
-        world = self.ranks.world_size
+        return epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
+                            self.ranks.rank, self.ranks.world_size)
+
+    def train_epoch(self, epoch: int, bar: tqdm | None = None) -> dict[str, float]:
+        """One pass over the training split by `step`: the record's training part (train_loss, lr, timing).
+        A callback that sets `should_stop` ends it after that step."""
+        self.net.train()
         total, count = torch.zeros((), dtype=torch.float64), 0
+        self.global_step = (epoch - 1) * self.steps_per_epoch
+        self._hook("on_epoch_start", epoch)
         start = time.perf_counter()
-        loader = epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
-                              self.ranks.rank, world)
-        sync = self.sync_timing and self.device.type == "cuda"
-        optimizer_seconds, lr = 0.0, self.optimizer.param_groups[0]["lr"]
-        for step, (a, u, n_global, weight) in enumerate(loader, 1):
-            a, u = a.to(self.device, non_blocking=True), u.to(self.device, non_blocking=True)
+        lr = self.optimizer.param_groups[0]["lr"]
+        for index, batch in enumerate(self.batches(epoch), 1):
             lr = self.optimizer.param_groups[0]["lr"]
-            self.optimizer.zero_grad(set_to_none=True)
-            loss = self.loss(a, u, n_global, weight)
-            self.precision.backward(loss)  # fp16: of the scaled loss
-            loss = all_sum(self.ranks, loss.detach() / world)  # the global batch's loss on every rank
-            self.precision.unscale_(self.optimizer)
-            bad = None if torch.isfinite(loss) else f"the training loss is {loss.item()}"  # the same on every rank
-            if bad is None and not self.precision.scaler.is_enabled() and not self._grads_finite():
-                bad = "a gradient is not finite"  # (fp16: GradScaler skips such a step and lowers its scale)
-            if bad is not None:
-                raise self._stop(epoch, step, bad, _why_not_finite(a, u, cfg.optimizer.lr, lr))
-            grad_norm = None if cfg.train.grad_clip is None else clip_grad_norm_(self.net.parameters(), cfg.train.grad_clip)
-            if sync:
-                torch.cuda.synchronize(self.device)
-            tick = time.perf_counter()
-            self.precision.step(self.optimizer, loss)  # optimizer.step(closure); the closure hands over the loss
-            if sync:
-                torch.cuda.synchronize(self.device)
-            optimizer_seconds += time.perf_counter() - tick
-            with warnings.catch_warnings():  # fp16: torch warns when the scaler skipped the first optimizer step
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step", UserWarning)
-                self.scheduler.step()
-            if self.logger.active:
-                values = {"loss": loss.item(), **{f"lr/group{i}": g["lr"] for i, g in enumerate(self.optimizer.param_groups)}}
-                if grad_norm is not None:
-                    values["grad_norm"] = grad_norm.item()
-                self.logger.log_step((epoch - 1) * self.steps_per_epoch + step, values)
-            total += loss.detach().double().cpu() * n_global
-            count += n_global
-            bar.update(1)
+            loss = self.step(batch, epoch, index)
+            total += loss.double().cpu() * batch[2]
+            count += batch[2]
+            if bar is not None:
+                bar.update(1)
+            if self.should_stop:
+                break
         seconds = time.perf_counter() - start
         record = {"train_loss": float(total) / count, "lr": lr, "epoch_seconds": seconds, "samples_per_second": count / seconds}
-        if self.device.type != "cuda" or sync:  # without a synchronize, CUDA's time would be the launches'
-            record["optimizer_share"] = optimizer_seconds / seconds
+        self._hook("on_train_epoch_end", record)
         return record
 
     def checkpoint(self, record: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -485,22 +485,28 @@ class Trainer:
         append_metrics(self.metrics_path, record)
 
     def fit(self) -> list[dict[str, Any]]:
+        """Train from the run's epoch to `train.epochs`: each epoch trained, tested, checkpointed and
+        written to metrics.jsonl (rank 0), then the epoch-end hooks; returns the epochs' records.
+        A `should_stop` set during an epoch ends the run without recording that partial epoch."""
         cfg = self.cfg
         epochs = cfg.train.epochs
         steps = self.steps_per_epoch
-        history = []
+        history: list[dict[str, Any]] = []
         main = self.ranks.is_main
         bar = tqdm(total=epochs * steps, initial=self.epoch * steps, desc="train", unit="step",
                    disable=not (cfg.train.progress and main), dynamic_ncols=True, leave=False)
+        self._hook("on_fit_start")
         with bar:
             for epoch in range(self.epoch + 1, epochs + 1):
                 record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch, bar)}
+                if self.should_stop:
+                    break
                 test = evaluate_model(self.net, self.file, [cfg.data.train_resolution], cfg.train.eval_batch_size,
                                       self.device, ranks=self.ranks)
                 try:
                     check_finite(test, self.file)
                 except OpspecError as err:
-                    raise self._stop(epoch, steps, "the test error is not finite", str(err)) from None
+                    raise self.stop_error(epoch, steps, "the test error is not finite", str(err)) from None
                 record["test_rel_l2"] = test[self.file.label(cfg.data.train_resolution)]["rel_l2_mean"]
                 self.epoch = epoch
                 improved = record["test_rel_l2"] < self.best
@@ -508,15 +514,16 @@ class Trainer:
                     self.best, self.best_epoch = record["test_rel_l2"], epoch
                 if main:
                     self._save_epoch(record, improved)
-                    self.logger.log_epoch(epoch * steps, record)
                     bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
                     tqdm.write(
                         f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
                         f"{record['test_rel_l2']:.5f}  lr {record['lr']:.2e}  {record['samples_per_second']:.0f} samples/s"
                     )
                 history.append(record)
-                for callback in self.callbacks:
-                    callback(self, record)
+                self._hook("on_epoch_end", record)
+                if self.should_stop:
+                    break
+        self._hook("on_fit_end", history)
         return history
 
 
