@@ -14,10 +14,11 @@ from opspec.optim import (Muon, SpecMuon, SpectralOptimizer, build_optimizer, ch
                           polar, resolve_layout)
 from opspec.optim.apply import decoupled_update, heavy_ball, lr_scale
 from opspec.optim.directions import adam_direction, gradient_direction, momentum_direction
-from opspec.optim.options import ADAMW_GROUP, OPTIMIZERS, SPECTRAL, optimizer_options
+from opspec.optim.options import ADAMW_GROUP, SPECTRAL
 from opspec.optim.polar import frobenius_norms
+from opspec.optim.registry import OPTIMIZERS, optimizer_options
+from opspec.optim.rsav import relax, sav_shrink
 from opspec.optim.sharding import Work
-from opspec.optim.specmuon import relax, sav_shrink
 from opspec.optim.spectral_power import spectral_power
 
 

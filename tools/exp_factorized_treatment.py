@@ -25,7 +25,7 @@ from opspec.training.config import load_config
 from opspec.data.dataset import OperatorDataset, fit_normalizer
 from opspec.data.multifile import open_data
 from opspec.training.metrics import relative_l2
-from opspec.models import NormalizedOperator, build_model
+from opspec.models import NormalizedOperator, build_model, model_labels
 from opspec.optim import build_optimizer
 
 # (factorization, variant name, optimizer, treat overrides)
@@ -57,7 +57,7 @@ def run(data: Path, factorization: str, optimizer: str, treat: dict | None, seed
     net = NormalizedOperator(build_model(cfg.model, 1, 1, 2), fit_normalizer(train, "a"), fit_normalizer(train, "u"))
     options = dict(lr=3e-3, weight_decay=1e-4) if optimizer == "adamw" else dict(
         lr=1e-2, adamw_lr=3e-3, weight_decay=1e-4, adjust_lr="match_rms_adamw", compute_dtype="float32", treat=treat or None)
-    opt = build_optimizer(net.model, optimizer, **options)
+    opt = build_optimizer(net.model, optimizer, labels=model_labels, **options)
     steps_per_epoch = len(train) // 20
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
     g = torch.Generator().manual_seed(seed)

@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from opspec.core.errors import OpspecError
 from opspec.training.loggers import LOGGERS
-from opspec.optim.options import check_optimizer_options, config_choices, config_fields
+from opspec.optim.registry import check_optimizer_options, config_choices, config_fields
 from opspec.training.precision import PRECISIONS
 
 

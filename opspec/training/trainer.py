@@ -41,7 +41,7 @@ from opspec.core.errors import OpspecError, cli_main, os_error_line
 from opspec.training.evaluate import check_finite, evaluate_model, format_table, plot_samples, summary_json
 from opspec.core.fileio import FolderLock, atomic_write_json, atomic_write_text, remove_stale_temps
 from opspec.training.metrics import relative_l2
-from opspec.models import NormalizedOperator, build_model
+from opspec.models import NormalizedOperator, build_model, model_labels
 from opspec.optim import build_optimizer, options_from_config
 from opspec.training.plots import plot_curves
 from opspec.training.loggers import RunLogger, build_logger, check_logger
@@ -92,11 +92,11 @@ def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | N
 def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,
                           process_group: torch.distributed.ProcessGroup | None = None) -> torch.optim.Optimizer:
     """The configured optimizer as one object over the whole model (opspec.optim.build_optimizer with
-    the section's keys that optimizer takes, as opspec/optim/options.py declares them); the spectral
-    ones share their work across `process_group`'s ranks."""
+    the section's keys that optimizer takes, and the model's labels, opspec.models.model_labels); the
+    spectral ones share their work across `process_group`'s ranks."""
     options = options_from_config(cfg.name, to_container(cfg))
     try:
-        return build_optimizer(model, cfg.name, process_group=process_group, **options)
+        return build_optimizer(model, cfg.name, process_group=process_group, labels=model_labels, **options)
     except ValueError as err:  # an option out of range: one line naming it
         raise OpspecError(f"optimizer: {err}") from None
 
