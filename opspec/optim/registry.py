@@ -40,13 +40,13 @@ REGISTRY: dict[str, Entry] = {
     "specmuon": Entry(SpecMuon, SPECMUON, spectral=True),
     **{name: Entry(Muon, MUON, spectral=True, fixed={"base": base, "power": p}) for name, (base, p) in FAMILY.items()},
 }
-OPTIMIZERS = tuple(REGISTRY)
+OPTIMIZERS = tuple(REGISTRY)  # the names, in registry order (the config's `optimizer.name` choices)
 
 
 def optimizer_entry(name: str) -> Entry:
     """The registry line of optimizer `name`; a ValueError naming the known ones."""
     if name not in REGISTRY:
-        raise ValueError(f"optimizer name {name!r}: expected one of {OPTIMIZERS}")
+        raise ValueError(f"optimizer name {name!r}: expected one of {tuple(REGISTRY)}")
     return REGISTRY[name]
 
 
@@ -70,8 +70,8 @@ def check_optimizer_options(name: str, options: dict[str, Any]) -> None:
     """Refuse an unknown optimizer name, an unknown option, or an option out of range, with one line
     "optimizer.<key>=<value>: expected …". `options` may hold every key of a config's optimizer
     section (`name` included); None means "the optimizer's default" and is always accepted."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer.name={name!r}: expected one of {list(OPTIMIZERS)}")
+    if name not in REGISTRY:
+        raise ValueError(f"optimizer.name={name!r}: expected one of {list(REGISTRY)}")
     table = _all_options()
     for key, value in options.items():
         if key == "name" or value is None:
@@ -140,6 +140,6 @@ def config_fields() -> list[tuple[str, Any, Any]]:
 
 def config_choices() -> dict[str, tuple[Any, ...]]:
     """"optimizer.<key>" → allowed values, for the config keys that are a choice (the name included)."""
-    table = {"optimizer.name": OPTIMIZERS}
+    table = {"optimizer.name": tuple(REGISTRY)}
     table.update({f"optimizer.{key}": options[0].choices for key, options in _all_options().items() if options[0].choices})
     return table
