@@ -303,3 +303,18 @@ def test_every_name_builds_what_it_did():
     assert type(build_optimizer(model, "specmuon")) is SpecMuon
     with pytest.raises(ValueError, match=r"^optimizer name 'sgd': expected one of \('adamw', 'muon', 'specmuon', "):
         build_optimizer(model, "sgd")
+
+
+def test_specmuon_state_keeps_the_keys_of_earlier_checkpoints():
+    """The step control's state is where checkpoints before its slot existed put it: state["loss_energy"] = {ema,
+    count}, and per parameter r (the control), basis (the warm start) and momentum_buffer (the heavy ball)."""
+    w = torch.nn.Parameter(torch.randn(5, 4, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    opt = SpecMuon([{"params": [w]}, {"params": [b], "use_spectral": False}], lr=0.01, guided_modes=2)
+    for _ in range(2):
+        w.grad, b.grad = torch.randn_like(w), torch.randn_like(b)
+        opt.step(lambda: torch.tensor(0.5))
+    state = opt.state_dict()["state"]
+    assert set(state) == {"loss_energy", 0, 1} and set(state["loss_energy"]) == {"ema", "count"}
+    assert set(state[0]) == {"r", "basis", "momentum_buffer"} and state[0]["r"].shape == (1, 2)
+    assert int(state["loss_energy"]["count"]) == 2

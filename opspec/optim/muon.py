@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 
 from opspec.optim.directions import BASES as BASE_DIRECTIONS
-from opspec.optim.options import (ADAMW_GROUP, POSITIVE, SPECTRAL, Option, betas_pair, boolean, choice, is_real)
+from opspec.optim.options import ADAMW_GROUP, POSITIVE, SPECTRAL, Option, betas_pair, boolean, choice, is_real
 from opspec.optim.polar import frobenius_norms, polar
 from opspec.optim.sharding import Work
 from opspec.optim.spectral_power import DEFAULT_STEPS, POWERS, spectral_power
