@@ -3,9 +3,10 @@
     python examples/neuralop_trainer.py [--epochs 8] [--optimizer muon]
 
 neuralop's `Trainer` calls `loss.backward()` then `optimizer.step()` without a closure, so any opspec
-optimizer that needs no loss works in it unchanged: `build_optimizer(model, "muon")` gives one object
-that steps the TFNO's matrices with Muon (lifting, projection, skips, channel MLPs, the Tucker factors,
-and the Tucker core as one matrix per pair of rank modes) and its biases and gates with AdamW
+optimizer that needs no loss works in it unchanged: `build_optimizer(model, "muon", labels=model_labels)`
+gives one object that steps the TFNO's matrices with Muon (lifting, projection, skips, channel MLPs,
+the Tucker factors, and the Tucker core as one matrix per pair of rank modes, as the model's labels
+say) and its biases and gates with AdamW
 (`python -m opspec.describe model.name=tfno` shows which, docs/models.md why). The default
 lr, 8e-2, is the best of 5e-3…1.6e-1 for this tiny model over 4 epochs. SpecMuon needs the loss at every
 step; without a closure it stops with a one-line error saying how to pass it.
@@ -25,6 +26,7 @@ import warnings
 import torch
 from torch.utils.data import DataLoader
 
+from opspec.models import model_labels
 from opspec.optim import build_optimizer
 
 
@@ -71,7 +73,7 @@ def train(optimizer_name: str = "muon", epochs: int = 8, seed: int = 0, verbose:
 
     train_loader, test_loaders = loaders(seed=seed)
     model = tiny_tfno(seed)
-    optimizer = build_optimizer(model, optimizer_name, **options)
+    optimizer = build_optimizer(model, optimizer_name, labels=model_labels, **options)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs)
     l2 = LpLoss(d=2, p=2)
     trainer = Trainer(model=model, n_epochs=epochs, device="cpu", verbose=verbose, eval_interval=max(epochs // 4, 1))

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import math
+import warnings
+from pathlib import Path
 
+import pytest
 import torch
 from neuralop.models import FNO, TFNO
 
+from opspec.optim import build_optimizer
 from opspec.training.describe import describe, format_rows, main
 
 SMALL = ["model.hidden_channels=6", "model.n_layers=2", "model.n_modes=[4,4]", "data.path=/nonexistent/darcy.h5"]
@@ -76,3 +81,43 @@ def test_cli_bad_option_is_one_line(capsys):
     assert err == "error: model.options.bogus: FNO takes no keyword 'bogus'"
     assert main([*SMALL, "optimizer.treat={'*.cor': adamw}"]) == 2
     assert capsys.readouterr().err.strip().startswith("error: optimizer: treat: pattern '*.cor' matches no")
+
+
+# Small zoo models whose rows and groups were recorded before the model rules moved out of optim
+# (tests/golden/zoo_treatments.json, written by the code at 57dae46): the labels must reproduce them.
+GOLDEN = Path(__file__).parent / "golden" / "zoo_treatments.json"
+ZOO_SMALL = ["model.hidden_channels=6", "model.n_layers=2", "model.n_modes=[4,4]"]
+ZOO = {
+    "fno": [],
+    "fno_group_norm_soft_gating": ["model.options.norm=group_norm", "model.options.fno_skip=soft-gating"],
+    "fno_separable": ["model.options.separable=true"],
+    "tfno_tucker": ["model.name=tfno", "model.options.rank=0.42"],
+    "tfno_tucker_separable": ["model.name=tfno", "model.options.rank=0.42", "model.options.separable=true"],
+    "tfno_cp": ["model.name=tfno", "model.options.factorization=cp"],
+    "tfno_tt": ["model.name=tfno", "model.options.factorization=tt", "model.options.rank=0.42"],
+    "uno": ["model.name=uno"],
+    "codano": ["model.name=codano", "model.options.use_positional_encoding=true", "model.options.variable_ids=[a]",
+               "model.options.positional_encoding_modes=[4,4]", "model.options.enable_cls_token=true"],
+    "deeponet": ["model.name=deeponet", "model.sensors=8", "model.branch_width=16", "model.trunk_width=16", "model.depth=2",
+                 "model.basis=4"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(ZOO))
+def test_zoo_rows_and_groups_are_those_recorded_before_labels(case):
+    """Every parameter of every zoo model: the same row (treatment, matrices, scale, what) and the same param
+    groups in the same order (so an old checkpoint's optimizer state loads) as before."""
+    from opspec.training.config import load_config
+    from opspec.models import build_model, model_labels
+
+    golden = json.loads(GOLDEN.read_text())[case]
+    torch.manual_seed(0)
+    model = build_model(load_config(overrides=[*ZOO_SMALL, *ZOO[case]]).model, 1, 1, 2)
+    names = {id(p): n for n, p in model.named_parameters()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = format_rows(describe(model, "muon", lr=0.01, adamw_lr=0.003, adjust_lr="match_rms_adamw"))
+        groups = build_optimizer(model, "muon", labels=model_labels).param_groups
+    assert table.splitlines() == golden["table"]
+    assert [[g.get("layout", "auto") if g["use_spectral"] else "adamw", [names[id(p)] for p in g["params"]]]
+            for g in groups] == golden["groups"]

@@ -14,10 +14,12 @@ from opspec.optim import (Muon, SpecMuon, SpectralOptimizer, build_optimizer, ch
                           polar, resolve_layout)
 from opspec.optim.apply import decoupled_update, heavy_ball, lr_scale
 from opspec.optim.directions import adam_direction, gradient_direction, momentum_direction
-from opspec.optim.options import ADAMW_GROUP, OPTIMIZERS, SPECTRAL, optimizer_options
+from opspec.optim import FAMILY
+from opspec.optim.options import ADAMW_GROUP, FRACTION, POSITIVE, SPECTRAL, Option
 from opspec.optim.polar import frobenius_norms
+from opspec.optim.registry import OPTIMIZERS, REGISTRY, Entry, optimizer_options
+from opspec.optim.rsav import relax, sav_shrink
 from opspec.optim.sharding import Work
-from opspec.optim.specmuon import relax, sav_shrink
 from opspec.optim.spectral_power import spectral_power
 
 
@@ -266,3 +268,53 @@ def test_a_new_variant_is_its_pieces_and_the_skeleton_does_the_rest():
     expected = 0.99 * before[1].permute(2, 3, 0, 1) - 0.1 * 2.0 * 2.0 * modes / torch.linalg.matrix_norm(modes)[..., None, None]
     torch.testing.assert_close(spectral.detach().permute(2, 3, 0, 1), expected)
     torch.testing.assert_close(bias.detach(), -0.1 * bias.grad.sign() * (1 - 1e-8 / (bias.grad.abs() + 1e-8)), atol=1e-9, rtol=0)
+
+
+def test_a_registry_line_makes_a_variant_an_optimizer_name(monkeypatch):
+    """docs/optim.md's worked example: one Entry makes the variant buildable by name, with labelled groups, the
+    AdamW part and the config keys of its table; a non-spectral torch optimizer takes every parameter."""
+    monkeypatch.setitem(REGISTRY, "frobenius_sgd", Entry(FrobeniusSGD, SPECTRAL, spectral=True))
+    monkeypatch.setitem(REGISTRY, "sgd", Entry(torch.optim.SGD, (
+        Option("lr", float, 0.1, "SGD's step size", POSITIVE), Option("momentum", float, 0.0, "SGD's momentum", FRACTION))))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
+    check_optimizer_options("frobenius_sgd", {"name": "frobenius_sgd", "lr": 0.1, "spectral_eps": 1e-12})
+    opt = build_optimizer(model, "frobenius_sgd", labels={"1.weight": "adamw"}, lr=0.1, spectral_eps=1e-12, adamw_lr=1e-3)
+    assert isinstance(opt, FrobeniusSGD) and [len(g["params"]) for g in opt.param_groups] == [1, 3]
+    assert opt.param_groups[1]["lr"] == 1e-3 and opt.param_groups[0]["eps"] == 1e-12
+    sgd = build_optimizer(model, "sgd", lr=0.5, momentum=0.9)
+    assert type(sgd) is torch.optim.SGD and sgd.param_groups[0]["momentum"] == 0.9
+    assert len(sgd.param_groups[0]["params"]) == 4
+    with pytest.raises(ValueError, match=r"^sgd: unknown options \['nesterov'\]"):
+        build_optimizer(model, "sgd", nesterov=True)
+
+
+def test_every_name_builds_what_it_did():
+    """The registry's names and classes: adamw is torch's, the family fixes base and p, muon is momentum_p0."""
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
+    assert OPTIMIZERS[:3] == ("adamw", "muon", "specmuon") and set(OPTIMIZERS[3:]) == set(FAMILY)
+    assert type(build_optimizer(model, "adamw", betas=[0.8, 0.9])) is torch.optim.AdamW
+    assert build_optimizer(model, "adamw", betas=[0.8, 0.9]).param_groups[0]["betas"] == (0.8, 0.9)
+    for name, (base, power) in FAMILY.items():
+        group = build_optimizer(model, name).param_groups[0]
+        assert (group["base"], group["power"]) == (base, power)
+    muon, p0 = build_optimizer(model, "muon").param_groups, build_optimizer(model, "momentum_p0").param_groups
+    assert [{k: v for k, v in g.items() if k != "params"} for g in muon] == [{k: v for k, v in g.items() if k != "params"} for g in p0]
+    assert type(build_optimizer(model, "specmuon")) is SpecMuon
+    with pytest.raises(ValueError, match=r"^optimizer name 'sgd': expected one of \('adamw', 'muon', 'specmuon', "):
+        build_optimizer(model, "sgd")
+
+
+def test_specmuon_state_keeps_the_keys_of_earlier_checkpoints():
+    """The step control's state is where checkpoints before its slot existed put it: state["loss_energy"] = {ema,
+    count}, and per parameter r (the control), basis (the warm start) and momentum_buffer (the heavy ball)."""
+    w = torch.nn.Parameter(torch.randn(5, 4, dtype=torch.float64))
+    b = torch.nn.Parameter(torch.zeros(5, dtype=torch.float64))
+    opt = SpecMuon([{"params": [w]}, {"params": [b], "use_spectral": False}], lr=0.01, guided_modes=2)
+    for _ in range(2):
+        w.grad, b.grad = torch.randn_like(w), torch.randn_like(b)
+        opt.step(lambda: torch.tensor(0.5))
+    state = opt.state_dict()["state"]
+    assert set(state) == {"loss_energy", 0, 1} and set(state["loss_energy"]) == {"ema", "count"}
+    assert set(state[0]) == {"r", "basis", "momentum_buffer"} and state[0]["r"].shape == (1, 2)
+    assert int(state["loss_energy"]["count"]) == 2

@@ -1,9 +1,8 @@
-"""Each parameter's treatment comes from its structure (optim/treatment.py), not from its shape."""
+"""Each parameter's treatment comes from its structure (the model's labels, models/labels.py, applied by
+optim/treatment.py), not from its shape; without labels, the shape rule."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import warnings
 
 import pytest
@@ -12,7 +11,7 @@ from torch import nn
 
 from opspec.training.config import load_config
 from opspec.core.errors import OpspecError
-from opspec.models import DeepONet, build_model
+from opspec.models import DeepONet, ParameterLabel, build_model, model_labels
 from opspec.optim import build_optimizer, infer_layout
 from opspec.optim.build import parameter_groups
 from opspec.optim.treatment import treat_parameters
@@ -28,7 +27,7 @@ def _model(*overrides: str) -> nn.Module:
 def _treatments(model: nn.Module, **kwargs) -> dict[str, tuple[str | None, str]]:
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an unrecognized parameter would warn: none may
-        return {t.name: (t.layout, t.what) for _, t in treat_parameters(model, **kwargs)}
+        return {t.name: (t.layout, t.what) for _, t in treat_parameters(model, labels=model_labels(model), **kwargs)}
 
 
 def test_dense_fno_is_treated_as_before_and_grouped_as_before():
@@ -38,9 +37,10 @@ def test_dense_fno_is_treated_as_before_and_grouped_as_before():
     for name, (layout, _) in _treatments(model).items():
         assert layout == infer_layout(params[name]), name
     assert _treatments(model)["fno_blocks.convs.0.weight.tensor"][0] == "per_mode"
-    groups, others = parameter_groups(model)
+    groups, others = parameter_groups(model, labels=model_labels)
     assert len(groups) == 1 and "layout" not in groups[0] and others
-    opt = build_optimizer(model, "muon")
+    assert [p for g in groups for p in g["params"]] == parameter_groups(model)[0][0]["params"]  # labels or none: the same
+    opt = build_optimizer(model, "muon", labels=model_labels)
     assert [g["use_spectral"] for g in opt.param_groups] == [True, False]
 
 
@@ -89,7 +89,7 @@ def test_tt_cores_are_per_outgoing_rank_and_separable_spectral_weights_go_to_ada
     the first core (1, n_0, r_0) is a row per rank, below min_side, so AdamW."""
     model = _model("model.name=tfno", "model.options.factorization=tt", "model.options.rank=0.42",
                    "model.hidden_channels=16", "model.n_modes=[8,8]")
-    tt = {t.name: t for _, t in treat_parameters(model)}
+    tt = {t.name: t for _, t in treat_parameters(model, labels=model_labels)}
     cores = [tt[f"fno_blocks.convs.0.weight.factors.factor_{k}"] for k in range(4)]
     shapes = [tuple(f.shape) for f in model.fno_blocks.convs[0].weight.factors]
     assert [s[0] for s in shapes[1:]] == [s[2] for s in shapes[:-1]] and shapes[0][0] == shapes[-1][2] == 1
@@ -133,8 +133,12 @@ def test_an_unrecognized_matrix_goes_to_adamw_with_a_warning_naming_it():
             self.lin = nn.Linear(4, 3)
 
     with pytest.warns(UserWarning, match=r"^kernel \(shape \(5, 4\), owned by Odd\): no known structure"):
-        t = {t.name: t for _, t in treat_parameters(Odd())}
+        t = {t.name: t for _, t in treat_parameters(Odd(), labels=model_labels)}
     assert t["kernel"].layout is None and t["lin.weight"].layout == "matrix"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an override replaces the label, so its warning is not raised
+        t = {t.name: t for _, t in treat_parameters(Odd(), overrides={"kernel": "matrix"}, labels=model_labels)}
+    assert t["kernel"].layout == "matrix"
 
 
 def test_overrides_by_name_pattern_first_match_wins():
@@ -144,7 +148,7 @@ def test_overrides_by_name_pattern_first_match_wins():
     assert t["fno_blocks.convs.1.weight.core"] == (None, "set by the user")
     assert t["fno_blocks.convs.1.weight.factors.factor_3"] == ("matrix", "by shape and dtype")
     assert t["fno_blocks.convs.1.weight.factors.factor_2"] == ("matrix", "Tucker factor (n_k × r_k basis)")
-    groups, _ = parameter_groups(model, treat={"*.core": "flatten"})
+    groups, _ = parameter_groups(model, treat={"*.core": "flatten"}, labels=model_labels)
     flat = [g for g in groups if g.get("layout") == "flatten"]
     assert len(flat) == 1 and len(flat[0]["params"]) == 2
 
@@ -154,7 +158,7 @@ def test_core_under_adamw_steps_exactly_as_torch_adamw():
     model = _model("model.name=tfno", "model.options.rank=0.42")
     core = model.fno_blocks.convs[0].weight.core
     ref = nn.Parameter(core.detach().clone())
-    opt = build_optimizer(model, "muon", lr=0.02, adamw_lr=1e-3, weight_decay=0.1, treat={"*.core": "adamw"})
+    opt = build_optimizer(model, "muon", labels=model_labels, lr=0.02, adamw_lr=1e-3, weight_decay=0.1, treat={"*.core": "adamw"})
     torch_opt = torch.optim.AdamW([ref], lr=1e-3, weight_decay=0.1)
     for step in range(3):
         g = torch.randn(core.shape, dtype=core.dtype, generator=torch.Generator().manual_seed(step))
@@ -174,7 +178,7 @@ def test_core_under_adamw_steps_exactly_as_torch_adamw():
 def test_bad_overrides_are_one_line_errors(treat, message):
     model = _model("model.name=tfno", "model.options.rank=0.42")
     with pytest.raises(ValueError, match=message) as err:
-        build_optimizer(model, "muon", treat=treat)
+        build_optimizer(model, "muon", labels=model_labels, treat=treat)
     assert "\n" not in str(err.value)
 
 
@@ -185,8 +189,36 @@ def test_treat_in_a_config_is_checked():
         load_config(overrides=['optimizer.treat={"*.core": sideways}'])
 
 
-def test_optim_never_imports_models_or_data():
-    code = ("import sys, opspec.optim, opspec.optim.treatment, opspec.describe; "
-            "print(sorted(m for m in sys.modules if m.startswith(('opspec.models', 'opspec.data', 'opspec.training.config'))))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "[]"
+def test_without_labels_every_parameter_gets_the_shape_rule():
+    """The convenience for any nn.Module: linear, conv and dense spectral weights (all of the dense FNO, the
+    Tucker TFNO's parts) as their structure gives them; what it loses is what only the owner knows: a separable
+    spectral weight or Tucker core (a scale per channel and mode) is mapped per mode instead of going to AdamW,
+    an embedding table is one matrix, an unrecognized tensor is mapped without a warning."""
+    for overrides in ([], ["model.name=tfno", "model.options.rank=0.42"]):
+        model = _model(*overrides)
+        plain = {t.name: t for _, t in treat_parameters(model)}
+        assert all(t.by == "shape" and t.what == "by shape and dtype" for t in plain.values())
+        assert {n: t.layout for n, t in plain.items()} == {n: layout for n, (layout, _) in _treatments(model).items()}
+    model = _model("model.name=tfno", "model.options.rank=0.42", "model.options.separable=true")
+    core = "fno_blocks.convs.0.weight.core"
+    assert {t.name: t.layout for _, t in treat_parameters(model)}[core] == "per_mode"
+    assert _treatments(model)[core][0] is None
+    table = nn.Embedding(10, 4)
+    assert [t.layout for _, t in treat_parameters(table)] == ["matrix"]
+    assert [t.layout for _, t in treat_parameters(table, labels=model_labels)] == [None]
+
+
+def test_labels_from_the_caller_a_map_of_strings_or_label_objects():
+    """As optax's partition: the caller names each parameter's treatment; unlabelled ones get the shape rule."""
+    model = nn.Sequential(nn.Linear(4, 8), nn.Linear(8, 3))
+    labels = {"0.weight": "adamw", "1.weight": ParameterLabel("matrix", "the readout")}
+    t = {t.name: t for _, t in treat_parameters(model, labels=labels)}
+    assert (t["0.weight"].layout, t["0.weight"].by) == (None, "label")
+    assert (t["1.weight"].layout, t["1.weight"].what) == ("matrix", "the readout")
+    assert (t["0.bias"].layout, t["0.bias"].by) == (None, "shape")
+    opt = build_optimizer(model, "muon", labels=labels)
+    assert [len(g["params"]) for g in opt.param_groups] == [1, 3]
+    with pytest.raises(ValueError, match=r"labels\['0.weight'\]='sideways': expected one of"):
+        build_optimizer(model, "muon", labels={"0.weight": "sideways"})
+    with pytest.raises(ValueError, match=r"labels\['0.bias'\].layout='matrix': parameter 0.bias of shape \(8,\) has no"):
+        build_optimizer(model, "muon", labels={"0.bias": ParameterLabel("matrix", "a bias")})

@@ -10,13 +10,14 @@ from opspec.core.errors import OpspecError
 
 from opspec.models.deeponet import DeepONet, build_deeponet
 from opspec.models.fno import build_fno
+from opspec.models.labels import ParameterLabel, model_labels
 from opspec.models.normalized import NormalizedOperator
 from opspec.models.zoo import MODELS, NEURALOP_MODELS, build_neuralop, model_keywords
 
 MODEL_NAMES = (*NEURALOP_MODELS, "deeponet")
 
-__all__ = ["DeepONet", "MODELS", "MODEL_NAMES", "NormalizedOperator", "build_deeponet", "build_fno", "build_model",
-           "build_neuralop", "model_keywords"]
+__all__ = ["DeepONet", "MODELS", "MODEL_NAMES", "NormalizedOperator", "ParameterLabel", "build_deeponet", "build_fno",
+           "build_model", "build_neuralop", "model_keywords", "model_labels"]
 
 
 def build_model(

@@ -12,6 +12,8 @@ Per spectral parameter, each step (Muon: the torch.optim.Muon conventions):
     θ ← (1 − lr·λ)θ − lr·scale(fan_out, fan_in)·O          (apply.py)
 
 Muon is the (momentum, p = 0) member, the default. "p = 0" means this polar factor everywhere.
+The family's names <base>_p<p> (`FAMILY`) come from the bases (`directions.BASES`) and the powers
+(`spectral_power.POWERS`); Muon's own options are declared here (`MUON_OWN`).
 """
 
 from __future__ import annotations
@@ -23,15 +25,29 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
-from opspec.optim.apply import LR_RULES, lr_scale
 from opspec.optim.directions import BASES as BASE_DIRECTIONS
-from opspec.optim.options import ADAMW_GROUP, BASES, MUON, POWERS
+from opspec.optim.options import ADAMW_GROUP, POSITIVE, SPECTRAL, Option, betas_pair, boolean, choice, is_real
 from opspec.optim.polar import frobenius_norms, polar
 from opspec.optim.sharding import Work
-from opspec.optim.spectral_power import DEFAULT_STEPS, spectral_power
+from opspec.optim.spectral_power import DEFAULT_STEPS, POWERS, spectral_power
 from opspec.optim.step import Item, SpectralOptimizer
 
-__all__ = ["BASES", "LR_RULES", "POWERS", "Muon", "lr_scale", "map_cost", "spectral_map"]
+__all__ = ["BASES", "FAMILY", "MUON", "MUON_OWN", "POWERS", "Muon", "map_cost", "spectral_map"]
+
+BASES = tuple(BASE_DIRECTIONS)  # ("momentum", "adam")
+
+MUON_OWN = (
+    choice("base", "momentum", "direction before the map: momentum | adam (set by the name <base>_p<p>)", BASES,
+           in_config=False),
+    Option("power", float, 0.0, "p of U Σ^p Vᴴ: 0 | 0.25 | 0.5 | 1 (set by the name <base>_p<p>)",
+           lambda x: None if is_real(x) and float(x) in POWERS else f"one of {list(POWERS)}", in_config=False),
+    Option("nesterov", bool, True, "Nesterov look-ahead of the momentum base", boolean),
+    Option("adam_betas", list[float], (0.9, 0.999), "(β₁, β₂) of the adam base", betas_pair, convert=tuple),
+    Option("adam_eps", float, 1e-8, "ε of the adam base m̂/(√v̂ + ε)", POSITIVE),
+)
+MUON = SPECTRAL + MUON_OWN
+# The family by name: <base>_p<p> → (base, p); momentum_p0 is muon.
+FAMILY: dict[str, tuple[str, float]] = {f"{base}_p{p:g}": (base, p) for base in BASES for p in POWERS}
 
 
 def map_cost(rows: int, cols: int, is_complex: bool, power: float, ns_steps: int) -> float:
@@ -63,7 +79,7 @@ def spectral_map(M: Tensor, power: float, ns_steps: int, coefficients: Any, eps:
 
 class Muon(SpectralOptimizer):
     """Muon (momentum + polar factor) and its base × p family over real 2-D, conv and complex
-    per-mode spectral parameters; options in `opspec.optim.options.MUON` (lr, base, power, momentum,
+    per-mode spectral parameters; options in `MUON` (lr, base, power, momentum,
     nesterov, adam_betas, adam_eps, weight_decay, ns_steps, coefficients, eps, adjust_lr, layout,
     compute_dtype) and the AdamW part's adamw_betas, adamw_eps for groups with use_spectral=False.
     `process_group`: share the spectral maps across its ranks (every rank must call `step` with
@@ -96,6 +112,6 @@ class Muon(SpectralOptimizer):
     def map_work(self, M: Tensor, items: list[Item], context: Any) -> Work:
         group = items[0][1]
         rows, cols = M.shape[-2:]
-        settings = tuple(group[name] for name in self.MAP_OPTIONS)
-        return Work(inputs=(M,), fn=lambda X: (self._spectral_map(X, *settings),), outputs=(((rows, cols), M.dtype),),
+        settings = {name: group[name] for name in self.MAP_OPTIONS}
+        return Work(inputs=(M,), fn=lambda X: (self._spectral_map(X, **settings),), outputs=(((rows, cols), M.dtype),),
                     cost=map_cost(rows, cols, M.dtype.is_complex, group["power"], group["ns_steps"]))

@@ -125,14 +125,15 @@ def default_compute_dtype(G: Tensor) -> torch.dtype:
     return torch.float32
 
 
-_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+# A real compute dtype → its complex counterpart (the native complex path; bf16 has none).
+COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
 
 
 def complex_path(compute_dtype: torch.dtype) -> str:
     """How complex matrices are multiplied: "native" complex matmuls where the compute dtype has a
     complex counterpart (float32, float64), else "rowform" (real products of the row form [Re X, Im X]
     with the real representation, e.g. in bf16)."""
-    return "native" if compute_dtype in _COMPLEX_OF else "rowform"
+    return "native" if compute_dtype in COMPLEX_OF else "rowform"
 
 
 def _ns_real(X: Tensor, schedule: list[tuple[float, float, float]]) -> Tensor:
@@ -203,7 +204,7 @@ def _newton_schulz(X: Tensor, schedule: list[tuple[float, float, float]], dtype:
     if not X.is_complex():
         return _ns_real(X.to(dtype).contiguous(), schedule).to(X.dtype)
     if path == "native":
-        return _ns_complex_native(X.to(_COMPLEX_OF[dtype]).resolve_conj().contiguous(), schedule).to(X.dtype)
+        return _ns_complex_native(X.to(COMPLEX_OF[dtype]).resolve_conj().contiguous(), schedule).to(X.dtype)
     if path == "rowform":
         n = X.shape[-1]
         Z = _ns_complex_rowform(torch.cat((X.real, X.imag), dim=-1).to(dtype), schedule).to(X.real.dtype)

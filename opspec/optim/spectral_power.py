@@ -58,8 +58,7 @@ import math
 import torch
 from torch import Tensor
 
-from opspec.optim.options import POWERS
-from opspec.optim.polar import Coefficients, frobenius_norms, polar
+from opspec.optim.polar import COMPLEX_OF, Coefficients, frobenius_norms, polar
 
 # Defaults per compute dtype, from tools/bench_spectral_power.py (docs/spectral_power.md). eps:
 # float32, the smallest of the grid that kept rank-deficient input finite (1e-7 did not, at ~17x
@@ -74,8 +73,7 @@ POLAR_COEFFICIENTS = "polar_express"
 # 512 KiB (16 complex64 64×64 matrices) keeps a step's operands in cache, as in polar.py; at p = 1/2
 # on the (576, 64, 64) complex64 batch, 1.2–1.7x faster than the whole batch (four runs, shared CPU).
 CPU_CHUNK_BYTES: int | None = 512 * 1024
-
-_COMPLEX_OF = {torch.float32: torch.complex64, torch.float64: torch.complex128}
+POWERS = (0.0, 0.25, 0.5, 1.0)  # the p this module computes (the family's p, `muon.FAMILY`)
 
 
 def later_steps(steps: int) -> int:
@@ -176,10 +174,10 @@ def spectral_power(
     if p == 1.0:
         return G.clone()
     dtype = compute_dtype or (torch.float64 if G.dtype in (torch.float64, torch.complex128) else torch.float32)
-    if dtype not in _COMPLEX_OF:
+    if dtype not in COMPLEX_OF:
         raise ValueError(f"spectral_power: compute_dtype must be torch.float32 or torch.float64, got {dtype}")
     m, n = G.shape[-2:]
-    X = G.reshape(-1, m, n).to(_COMPLEX_OF[dtype] if G.is_complex() else dtype)
+    X = G.reshape(-1, m, n).to(COMPLEX_OF[dtype] if G.is_complex() else dtype)
     wide = m < n
     if wide:
         X = X.mH  # Ψ_p(Xᴴ) = Ψ_p(X)ᴴ: the Gram matrix XᴴX is then the small side

@@ -3,25 +3,29 @@
 A subclass chooses its pieces; the step below is the same for all (optax's chain of transforms,
 with param groups as its partition, behind torch.optim's `Optimizer` API):
 
-    loss, ctx = begin(closure)                                 step control's input (SpecMuon: E)
+    loss = closure()                                           (optional unless there is a step control)
+    c = control.begin(loss)                                    the step-control slot (SpecMuon: the loss energy E)
     for each param group:
         use_spectral False → AdamW on the group                (adamw.py: vectors, norms, tiny tensors)
         D = direction(G)                                       directions.py: G | momentum/Nesterov | Adam m̂/(√v̂+ε)
         M = to_matrices(D, resolve_layout(p))                  layouts.py: (B, rows, cols) per parameter
     buckets: matrices of one (rows, cols, dtype, device, orientation, map options), stacked
-    O = map(M) [with step control], per bucket               Muon: Ψ_p; SpecMuon: polar + relaxed SAV
-        each rank maps its share, all get all                 sharding.run_sharded
+    O = map(M), per bucket                                     Muon: Ψ_p; SpecMuon: polar, guided modes scaled by
+        each rank maps its share, all get all                    control.scale (sharding.run_sharded)
     U = after_map(O)                                           SpecMuon: heavy ball B ← μB + O
     θ ← (1 − lr·λ)θ − lr·scale(fan_out, fan_in)·U              apply.py
 
-Options: each subclass names its table of options (`OPTIONS`, declared in options.py); a group
-may override any of them, as in torch.optim.
+The step control (`StepControl`, None for Muon) is its own slot: once per step it turns the loss
+into its input c; per matrix, inside the map, it gives the scale of the matrix's guided modes and
+its new per-matrix state; its state lives in the optimizer's `state` (so `state_dict` carries it).
+Options: each subclass names its table of options (`OPTIONS`, declared with `options.Option`); a
+group may override any of them, as in torch.optim.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Protocol
 
 import torch
 import torch.distributed as dist
@@ -38,6 +42,25 @@ from opspec.optim.sharding import Work, run_sharded
 Item = tuple[Tensor, dict[str, Any], str, Tensor]
 
 
+class StepControl(Protocol):
+    """The step-control slot: the step's loss in, per matrix a scale of its guided modes out, state in the
+    optimizer's state: `state[key]` optimizer-wide, `state[p][matrix_key]` per parameter (rsav.py)."""
+
+    key: str
+    matrix_key: str
+
+    def begin(self, loss: Any, state: dict[Any, Any], group: dict[str, Any]) -> Any:
+        """The step's control input from the closure's loss (None: no closure); `state` is the optimizer's."""
+
+    def initial(self, context: Any, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """The per-matrix state of matrices seen for the first time (`shape`: (matrices, guided modes))."""
+
+    def scale(self, state: Tensor, sigma: Tensor, live: Tensor, gamma: float, context: Any,
+              group: dict[str, Any]) -> tuple[Tensor, Tensor]:
+        """(scale of each guided mode, new per-matrix state) of a batch of matrices from their state, the
+        guided modes' singular values `sigma` (live: not numerically zero) and each matrix's step size γ."""
+
+
 def hashable(value: Any) -> Any:
     """A group option as part of a bucket key (an explicit coefficient list becomes a tuple of tuples)."""
     return tuple(map(tuple, value)) if isinstance(value, list) else value
@@ -45,10 +68,11 @@ def hashable(value: Any) -> Any:
 
 class SpectralOptimizer(Optimizer):
     """The skeleton; subclasses set `OPTIONS`, `MAP_OPTIONS` and the pieces `direction` and `map_work`
-    (and, when they have them, `begin`, `finish`, `after_map`)."""
+    (and, when they have them, `control`, `finish`, `after_map`)."""
 
     OPTIONS: tuple[Option, ...] = ()  # the constructor's keywords with defaults and ranges (options.py)
     MAP_OPTIONS: tuple[str, ...] = ()  # group options the map reads: matrices are batched only when they agree
+    control: StepControl | None = None  # the step-control slot (SpecMuon: rsav.RelaxedSAV)
 
     def __init__(self, params: Iterable[Tensor] | Iterable[dict[str, Any]], lr: float | None = None, *,
                  process_group: dist.ProcessGroup | None = None, **options: Any) -> None:
@@ -81,13 +105,6 @@ class SpectralOptimizer(Optimizer):
 
     # --- the pieces a subclass chooses -------------------------------------------------------------
 
-    def begin(self, closure: Callable[[], Tensor] | None) -> tuple[Tensor | None, Any]:
-        """(loss, context of this step for the map); without step control the closure is optional."""
-        if closure is None:
-            return None, None
-        with torch.enable_grad():
-            return closure(), None
-
     def direction(self, grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> list[Tensor]:
         raise NotImplementedError
 
@@ -96,8 +113,24 @@ class SpectralOptimizer(Optimizer):
         raise NotImplementedError
 
     def finish(self, items: list[Item], outputs: tuple[Tensor, ...]) -> Tensor:
-        """The stacked O from a bucket's outputs (step control also stores its state here)."""
+        """The stacked O from a bucket's outputs (a map with state stores it here: `store_stacked`)."""
         return outputs[0]
+
+    def stacked(self, items: list[Item], key: str, initial: Callable[[int], Tensor] | None = None) -> Tensor | None:
+        """The bucket's per-parameter state `key` stacked in bucket order; a missing entry is first set to
+        `initial(its matrix count)`, or, without `initial`, the result is None."""
+        states = [self.state[p] for p, *_ in items]
+        if initial is not None:
+            for st, (*_, M) in zip(states, items):
+                st.setdefault(key, initial(M.shape[0]))
+        elif not all(key in st for st in states):
+            return None
+        return torch.cat([st[key] for st in states])  # a fresh row-major tensor, even of one (QR's Q is column-major)
+
+    def store_stacked(self, items: list[Item], key: str, stacked: Tensor) -> None:
+        """Store a bucket's stacked per-matrix state back under `key` of each parameter's state (fresh tensors)."""
+        for (p, *_, M), piece in zip(items, stacked.split([M.shape[0] for *_, M in items])):
+            self.state[p][key] = piece.clone()
 
     def after_map(self, p: Tensor, update: Tensor, group: dict[str, Any]) -> Tensor:
         """U from O for one parameter (identity unless the optimizer has momentum after the map)."""
@@ -107,7 +140,11 @@ class SpectralOptimizer(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Tensor] | None = None) -> Tensor | None:
-        loss, context = self.begin(closure)
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        context = None if self.control is None else self.control.begin(loss, self.state, self.param_groups[0])
         buckets: dict[tuple, list[Item]] = defaultdict(list)
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]

@@ -20,6 +20,7 @@ from opspec.core.errors import OpspecError
 from opspec.data import OperatorDataset, UnitGaussianNormalizer, fit_normalizer
 from opspec.models import NormalizedOperator, build_model
 from opspec.optim import build_optimizer, options_from_config
+from opspec.models import model_labels
 from opspec.training.config import to_container
 from opspec.training.schedule import build_scheduler
 
@@ -87,7 +88,7 @@ def optimizer_from_config(model: torch.nn.Module, cfg: DictConfig,
     ones share their work across `process_group`'s ranks."""
     options = options_from_config(cfg.name, to_container(cfg))
     try:
-        return build_optimizer(model, cfg.name, process_group=process_group, **options)
+        return build_optimizer(model, cfg.name, process_group=process_group, labels=model_labels, **options)
     except ValueError as err:  # an option out of range: one line naming it
         raise OpspecError(f"optimizer: {err}") from None
 

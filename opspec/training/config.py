@@ -19,7 +19,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from opspec.core.errors import OpspecError
 from opspec.training.loggers import LOGGERS
-from opspec.optim.options import check_optimizer_options, config_choices, config_fields
+from opspec.optim.registry import check_optimizer_options, config_choices, config_fields
 from opspec.training.precision import PRECISIONS
 
 
@@ -63,7 +63,7 @@ class ModelConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
 
-# The optimizer section, generated from opspec/optim/options.py, where every option is declared once
+# The optimizer section, generated from opspec/optim/registry.py, where every option is declared once
 # (type, default, range, one-line doc): name is adamw | muon | specmuon | the U Σ^p Vᴴ family
 # <base>_p<p> (base momentum|adam, p 0|0.25|0.5|1; momentum_p0 is muon). Muon won the default Darcy
 # run on two seeds (docs/RESULTS.md); a null value means the optimizer's own default.
@@ -106,7 +106,7 @@ class Config:
 CHOICES = {
     "data.problem": ("darcy", "burgers", "navier_stokes"),
     "model.name": ("fno", "tfno", "uno", "codano", "sfno", "localno", "deeponet"),  # opspec.models.MODEL_NAMES
-    **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/options.py)
+    **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/registry.py)
     "train.scheduler": ("cosine", "step", "none"),
     "train.precision": PRECISIONS,
     "train.log": LOGGERS,

@@ -5,9 +5,9 @@
 builds the configured model (as `python -m opspec.train` would, without its data) and the configured
 optimizer, and prints, per parameter: name, shape, dtype, treatment (a matrix layout, or AdamW),
 matrices per step, matrix shape, LR scale (the shape rule's factor), the step's learning rate, and
-what the parameter is (`treatment.py`). `describe(model, name, **options)` does the same for any
-`nn.Module`: the rows are read off the optimizer that `build_optimizer` returns, so they are what
-the optimizer will do, not a second guess of it.
+what the parameter is (its label, `opspec.models.model_labels`). `describe(model, name, **options)`
+does the same for any `nn.Module`: the rows are read off the optimizer that `build_optimizer`
+returns with the model's labels, so they are what the optimizer will do, not a second guess of it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from torch import nn
 from opspec.optim.apply import lr_scale
 from opspec.optim.build import build_optimizer
 from opspec.optim.layouts import fans, matrix_shape, resolve_layout
-from opspec.optim.treatment import treat_parameters
+from opspec.optim.treatment import Labels, treat_parameters
+from opspec.models.labels import model_labels
 
 
 @dataclass(frozen=True)
@@ -48,10 +49,13 @@ class Row:
         return self.layout or "adamw"
 
 
-def describe(model: nn.Module, name: str = "muon", **options: Any) -> list[Row]:
-    """One `Row` per trainable parameter of `model` under `build_optimizer(model, name, **options)`."""
-    optimizer = build_optimizer(model, name, **options)
-    what = {id(p): t.what for p, t in treat_parameters(model, options.get("min_side") or 2, options.get("treat"), warn=False)}
+def describe(model: nn.Module, name: str = "muon", labels: Labels | None = None, **options: Any) -> list[Row]:
+    """One `Row` per trainable parameter of `model` under `build_optimizer(model, name, labels=labels, **options)`;
+    `labels` None: the model's own (`model_labels`), as the trainer gives them."""
+    labels = model_labels(model) if labels is None else labels
+    optimizer = build_optimizer(model, name, labels=labels, **options)
+    what = {id(p): t.what for p, t in treat_parameters(model, options.get("min_side") or 2, options.get("treat"), labels,
+                                                          warn=False)}
     group_of = {id(p): g for g in optimizer.param_groups for p in g["params"]}
     rows = []
     for pname, p in model.named_parameters():
