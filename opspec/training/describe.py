@@ -134,7 +134,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from opspec.training.assemble import build_bare_model
     from opspec.training.config import load_config, to_container
     from opspec.core.errors import OpspecError
-    from opspec.optim.options import options_from_config
+    from opspec.optim import options_from_config
 
     try:
         cfg = load_config(args.config, args.overrides)
