@@ -21,10 +21,13 @@ from opspec.core.errors import OpspecError
 from opspec.training.loggers import LOGGERS
 from opspec.optim.options import check_optimizer_options, config_choices, config_fields
 from opspec.training.precision import PRECISIONS
+from opspec.training.runfolder import default_run_name, run_name_error
 
 
 @dataclass
 class DataConfig:
+    # darcy | burgers | navier_stokes (generated), or the name a file was converted under (shear_flow, …):
+    # an open name; the data file gives the channels and the dimensions (docs/data.md "data.problem")
     problem: str = "darcy"
     path: str = "datasets/darcy_s129_n500.h5"
     generate: bool = True  # generate the file with the settings below when it is missing
@@ -95,7 +98,7 @@ class TrainConfig:
 @dataclass
 class Config:
     seed: int = 0
-    run_name: str = "darcy_fno"
+    run_name: Optional[str] = None  # a folder name under out_dir; null: <data.problem>_<model.name>
     out_dir: str = "checkpoints"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -103,8 +106,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+GENERATED_PROBLEMS = ("darcy", "burgers", "navier_stokes")  # what data.generate can make (opspec.data.generate)
+PROBLEM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a converted file's --problem, e.g. shear_flow
+
 CHOICES = {
-    "data.problem": ("darcy", "burgers", "navier_stokes"),
     "model.name": ("fno", "tfno", "uno", "codano", "sfno", "localno", "deeponet"),  # opspec.models.MODEL_NAMES
     **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/options.py)
     "train.scheduler": ("cosine", "step", "none"),
@@ -158,6 +163,15 @@ def _check_number(cfg: DictConfig, key: str, ok: Any, expected: str) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
+    problem = cfg.data.problem
+    if not isinstance(problem, str) or not PROBLEM_NAME.fullmatch(problem):
+        raise _Invalid(["data.problem"], f"data.problem={problem!r}: expected one of {list(GENERATED_PROBLEMS)} or the "
+                       "name a data file was converted under (letters, digits, '.', '_', '-')")
+    bad_name = run_name_error(cfg.run_name)
+    if bad_name is not None:
+        raise _Invalid(["run_name"], bad_name)
+    if not str(cfg.out_dir).strip():
+        raise _Invalid(["out_dir"], "out_dir='': expected the folder that run folders go in, e.g. checkpoints")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -268,6 +282,8 @@ def load_config(
                 raise OpspecError(f"override {item!r}: expected key=value, e.g. train.epochs=10")
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
             sources.append((item.split("=", 1)[0].strip(), where))
+        if cfg.run_name is None:
+            cfg.run_name = default_run_name(str(cfg.data.problem), str(cfg.model.name))
     except OmegaConfBaseException as err:
         raise _config_error(err, where) from None
     try:

@@ -120,6 +120,11 @@ def _data_shapes(cfg: Any) -> tuple[int, int, int, str]:
             return channels[0], channels[1], n_space, file.grid
     if cfg.data.problem == "navier_stokes":
         return int(cfg.data.t_in or 10), int(cfg.data.t_out or 10), 2, "periodic"
+    if cfg.data.problem not in PROBLEM_SHAPES:
+        from opspec.core.errors import OpspecError
+
+        raise OpspecError(f"data.path={path}: no such file; the shapes of data.problem={cfg.data.problem!r} data "
+                          "come from its file (expected the converted file)")
     c_in, c_out, n_space = PROBLEM_SHAPES[cfg.data.problem]
     return c_in, c_out, n_space, "periodic" if cfg.data.problem == "burgers" else "nodal"
 
