@@ -135,7 +135,7 @@ class _Invalid(Exception):
         self.keys = tuple(keys)
 
 
-FNO_LIKE = ("fno", "tfno")  # models whose n_modes follow neuraloperator's SpectralConv rule
+FNO_LIKE = ("fno", "tfno", "uno", "codano")  # models whose n_modes follow neuraloperator's SpectralConv rule
 
 
 def _resolutions(value: Any, n: int) -> list[int]:

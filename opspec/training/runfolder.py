@@ -182,6 +182,10 @@ def check_compile_environment(device: torch.device) -> None:
 
 def check_environment(cfg: Any, device: torch.device) -> None:
     """Everything outside the config that a run needs, checked before any data is generated or folder made."""
+    precision = (cfg.model.get("options", None) or {}).get("fno_block_precision", "full")
+    if precision in ("half", "mixed") and device.type != "cuda":
+        raise OpspecError(f"model.options.fno_block_precision={precision} on the {device.type}: half-precision FFTs "
+                          "run on CUDA only; expected full (or train.device=cuda)")
     if cfg.train.compile:
         check_compile_environment(device)
     if cfg.train.log == "wandb":

@@ -42,6 +42,7 @@ from opspec.training.evaluate import check_finite, evaluate_model, format_table,
 from opspec.core.fileio import FolderLock, atomic_write_json, atomic_write_text, remove_stale_temps
 from opspec.training.metrics import relative_l2
 from opspec.models import NormalizedOperator, build_model
+from opspec.models.zoo import check_modes_fit, probe_model
 from opspec.optim import build_optimizer, options_from_config
 from opspec.training.plots import plot_curves
 from opspec.training.loggers import RunLogger, build_logger, check_logger
@@ -243,6 +244,7 @@ class Trainer:
             self.file.stride(r)
         a0, u0 = self.train_data[0]
         self.meta = {"in_channels": a0.shape[0], "out_channels": u0.shape[0], "n_space": a0.ndim - 1, "grid": self.file.grid}
+        check_modes_fit(cfg.model, a0.shape[1:])  # the training grid as the file gives it ('/K' included)
 
     def _init_model(self) -> None:
         seed_everything(self.cfg.seed)  # the same seed on every rank: the same initial weights everywhere
@@ -250,6 +252,8 @@ class Trainer:
         model = build_model(self.cfg.model, meta["in_channels"], meta["out_channels"], meta["n_space"], meta["grid"])
         self.net = NormalizedOperator(model, fit_normalizer(self.train_data, "a"), fit_normalizer(self.train_data, "u"))
         self.net.to(self.device)
+        a0, u0 = self.train_data[0]
+        probe_model(self.net.model, a0[None].to(self.device), u0.shape, self.cfg.model.name)
 
     def _init_optimizer_and_schedule(self) -> None:
         self.optimizer = optimizer_from_config(self.net.model, self.cfg.optimizer, self.ranks.group)
