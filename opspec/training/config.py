@@ -14,6 +14,7 @@ from pathlib import Path
 import re
 from typing import Any, Optional, Sequence
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -221,6 +222,11 @@ def _validate(cfg: DictConfig) -> None:
             raise _Invalid(["model.n_modes", "data.train_resolution"],
                            f"model.n_modes={modes} is more than data.train_resolution={train_res} resolves: "
                            f"expected at most {limit} (the last axis's real FFT keeps n_modes // 2 + 1 modes)")
+    if cfg.optimizer.name == "adamw" and cfg.optimizer.get("treat"):
+        raise _Invalid(["optimizer.treat", "optimizer.name"],
+                       f"optimizer.treat={to_container(cfg.optimizer)['treat']} with optimizer.name=adamw: AdamW "
+                       "treats every parameter alike, so treat would do nothing; expected a spectral optimizer "
+                       "(e.g. optimizer.name=muon) or no treat")
     options = {k: v for k, v in to_container(cfg.optimizer).items() if k != "name"}
     try:
         check_optimizer_options(cfg.optimizer.name, options)
@@ -280,7 +286,13 @@ def load_config(
             where = f"override {item!r}"
             if "=" not in item:
                 raise OpspecError(f"override {item!r}: expected key=value, e.g. train.epochs=10")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            try:
+                parsed = OmegaConf.from_dotlist([item])
+            except yaml.YAMLError as err:  # a malformed value: the YAML library's multi-line message
+                reason = str(getattr(err, "problem", None) or str(err).splitlines()[0])
+                raise OpspecError(f"override {item!r}: the value is not valid YAML ({reason}); expected e.g. "
+                                  "key=1, key=[1,2] or 'key={\"*.core\": adamw}'") from None
+            cfg = OmegaConf.merge(cfg, parsed)
             sources.append((item.split("=", 1)[0].strip(), where))
         if cfg.run_name is None:
             cfg.run_name = default_run_name(str(cfg.data.problem), str(cfg.model.name))
