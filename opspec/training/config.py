@@ -155,6 +155,13 @@ def max_fno_modes(resolution: Sequence[int]) -> list[int]:
     return sizes[:-1] + [2 * (sizes[-1] // 2) + 1]
 
 
+def _per_axis(value: Any) -> Any:
+    """A resolution written as the CLI writes it, "64x128", as the list [64, 128]; any other value as it is."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\s*x\s*\d+)+\s*", value):
+        return [int(v) for v in value.split("x")]
+    return value
+
+
 def _check_number(cfg: DictConfig, key: str, ok: Any, expected: str) -> None:
     value = OmegaConf.select(cfg, key)
     if value is None:
@@ -296,6 +303,8 @@ def load_config(
             sources.append((item.split("=", 1)[0].strip(), where))
         if cfg.run_name is None:
             cfg.run_name = default_run_name(str(cfg.data.problem), str(cfg.model.name))
+        cfg.data.train_resolution = _per_axis(cfg.data.train_resolution)
+        cfg.data.eval_resolutions = [_per_axis(r) for r in cfg.data.eval_resolutions]
     except OmegaConfBaseException as err:
         raise _config_error(err, where) from None
     try:
