@@ -12,6 +12,7 @@ built from a config, so they are not offered.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import math
@@ -119,6 +120,8 @@ def constructor_keywords(cls: type) -> set[str] | None:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
+        if isinstance(init, functools.partialmethod):  # SFNO: FNO.__init__ with some keywords preset
+            init = init.func
         params = inspect.signature(init).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue
