@@ -249,6 +249,23 @@ def paths(source: Source, dest: Path) -> dict[str, Path]:
     return {"raw": raw, "part": raw.with_name(raw.name + ".part"), "canonical": dest / f"{source.name}.h5"}
 
 
+def check_downloaded(path: Path, source: Source) -> Path:
+    """`path`, a file already under the canonical name of `source`, if it is that download's canonical file
+    (readable, converted from this dataset); one line saying what it is otherwise."""
+    from opspec.data.canonical import CanonicalFile
+
+    then = "; delete it (or move it away) to download again"
+    try:
+        with CanonicalFile(path) as file:
+            dataset = str(file.attrs.get("dataset", ""))
+    except (OpspecError, OSError) as err:
+        raise OpspecError(f"{path}: already exists but is not a readable canonical file ({str(err)[:160]}){then}") from None
+    if dataset != source.name:
+        raise OpspecError(f"{path}: already exists but holds {'dataset ' + repr(dataset) if dataset else 'no download'}, "
+                          f"expected dataset {source.name!r}{then}")
+    return path
+
+
 def download(name: str | Source, dest: str | os.PathLike = DEFAULT_DEST, *, progress: bool = True, **fetch_kwargs) -> Path:
     """Download, verify, extract and convert one registry entry; returns the canonical file."""
     if isinstance(name, Source):
@@ -260,7 +277,7 @@ def download(name: str | Source, dest: str | os.PathLike = DEFAULT_DEST, *, prog
     dest = Path(dest)
     where = paths(source, dest)
     if where["canonical"].exists():
-        return where["canonical"]
+        return check_downloaded(where["canonical"], source)
     check_output_folder(dest, flag="--dest")
     source = _with_checksum(source, where["raw"])
     fetch(source.url, where["raw"], size=source.size, checksum=source.checksum, progress=progress, **fetch_kwargs)

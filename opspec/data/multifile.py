@@ -46,6 +46,12 @@ def open_data(path: str | os.PathLike) -> "CanonicalFile | CanonicalSet":
                 f"{folder}: has a {present[0]}/ folder but no {missing[0]}/ folder (a dataset in split folders "
                 f"needs {'/ and '.join(SPLITS)}/)"
             )
+        loose = _data_files(folder)
+        if loose:
+            raise OpspecError(
+                f"{folder}: holds both split folders ({'/, '.join(SPLITS)}/) and data files ({loose[0].name}"
+                f"{', …' if len(loose) > 1 else ''}); expected one or the other: move the loose files out to train on the "
+                f"split folders, or give a file itself (data.path={loose[0]})")
         per_split = {s: _data_files(folder / s) for s in SPLITS}
         for s, files in per_split.items():
             if not files:

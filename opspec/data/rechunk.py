@@ -12,6 +12,7 @@ import numpy as np
 
 from opspec.data.canonical import READ_BYTES, SPACE_DIMS, CanonicalFile, CanonicalWriter, _from_attr
 from opspec.core.errors import OpspecError
+from opspec.data.outputs import check_space
 
 SKIP_ROOT_ATTRS = ("format", "format_version", "problem", "grid", "splits")
 
@@ -24,6 +25,7 @@ def rechunk(src: str | os.PathLike, out: str | os.PathLike, force: bool = False)
     if Path(src).resolve() == out.resolve():
         raise OpspecError(f"{out}: the output must be a new file, not the input")
     with CanonicalFile(src) as f:
+        check_space(out, sum(f.n_samples(split) * f.sample_bytes(split) for split in f.splits))
         h5 = f._handle()
         first = h5[f.splits[0]]
         coords = {d: np.asarray(first[d][()]) if d in first else np.arange(s, dtype=np.float64)

@@ -12,11 +12,14 @@ built from a config, so they are not offered.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
+import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import torch
 from torch import nn
 from torch.nn import functional as F
 
@@ -95,6 +98,7 @@ MODELS: dict[str, ModelSpec] = {
     "localno": ModelSpec("neuralop.models.local_no", "LocalNO", "torch_harmonics", _fno_base),
 }
 NEURALOP_MODELS = tuple(MODELS)
+SPECTRAL_CONV_MODELS = ("fno", "tfno", "uno", "codano")  # n_modes follow SpectralConv's rule (check_modes_fit)
 
 
 def model_class(name: str) -> type[nn.Module]:
@@ -116,6 +120,8 @@ def constructor_keywords(cls: type) -> set[str] | None:
         init = klass.__dict__.get("__init__")
         if init is None:
             continue
+        if isinstance(init, functools.partialmethod):  # SFNO: FNO.__init__ with some keywords preset
+            init = init.func
         params = inspect.signature(init).parameters
         if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
             continue
@@ -134,14 +140,138 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# The elementwise activations of torch.nn.functional that `non_linearity` may name (F.linear, F.softmax … are not).
+ACTIVATIONS = ("gelu", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "silu", "mish", "tanh", "sigmoid",
+               "softplus", "softsign", "hardtanh", "hardswish", "hardsigmoid", "logsigmoid", "tanhshrink")
+
+
 def _activation(key: str, value: Any) -> Any:
     """`non_linearity: gelu` in a YAML file → torch.nn.functional.gelu."""
-    if key == "non_linearity" and isinstance(value, str):
-        fn = getattr(F, value, None)
-        if not callable(fn):
-            raise OpspecError(f"model.options.non_linearity={value!r}: expected a torch.nn.functional name, e.g. 'gelu'")
-        return fn
+    if key == "non_linearity":
+        if not isinstance(value, str) or value not in ACTIVATIONS:
+            raise OpspecError(f"model.options.non_linearity={value!r}: expected an elementwise activation of "
+                              f"torch.nn.functional, one of {list(ACTIVATIONS)}")
+        return getattr(F, value)
     return value
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _choice(*allowed: Any) -> tuple[Callable[[Any, Any], bool], str]:
+    words = ", ".join("null" if a is None else str(a).lower() if isinstance(a, bool) else str(a) for a in allowed)
+    return (lambda v, cfg: v in allowed), f"one of {words}"
+
+
+def _int_at_least(low: int) -> tuple[Callable[[Any, Any], bool], str]:
+    return (lambda v, cfg: _is_int(v) and v >= low), f"an integer >= {low}"
+
+
+def _per_layer(ok: Callable[[Any], bool], what: str) -> tuple[Callable[[Any, Any], bool], str]:
+    return (lambda v, cfg: isinstance(v, list) and len(v) == int(cfg.n_layers) and all(ok(x) for x in v)), \
+        f"a list of model.n_layers {what}"
+
+
+def _axes(v: Any, cfg: Any, ok: Callable[[Any], bool]) -> bool:
+    """A list with one entry per axis of model.n_modes, each `ok`."""
+    return isinstance(v, list) and len(v) == len(cfg.n_modes) and all(ok(x) for x in v)
+
+
+def _scalings_keep_the_grid(v: Any, cfg: Any, per_layer: bool) -> bool:
+    """Scale factors whose product over the layers is 1 on every axis (the output is on the input's grid)."""
+    layers = v if per_layer else ([v] if not isinstance(v, list) else v)
+    if per_layer and (not isinstance(v, list) or len(v) != int(cfg.n_layers)):
+        return False
+    product = [1.0] * len(cfg.n_modes)
+    for layer in layers:
+        factors = layer if isinstance(layer, list) else [layer] * len(product)
+        if len(factors) != len(product) or not all(_is_number(f) and f > 0 for f in factors):
+            return False
+        product = [p * f for p, f in zip(product, factors)]
+    return all(math.isclose(p, 1.0, rel_tol=1e-9) for p in product)
+
+
+def _fraction(x: Any) -> bool:
+    return _is_number(x) and 0 <= x <= 1
+
+
+# Every model.options key a zoo model takes, with its range: (ok(value, model config), what was expected).
+# A key a constructor takes but the table does not name is refused (nothing unchecked reaches a model).
+OPTION_RULES: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
+    **{key: ((lambda v, cfg: isinstance(v, bool)), "true or false") for key in (
+        "use_channel_mlp", "fixed_rank_modes", "separable", "preactivation", "nonlinear_attention",
+        "per_channel_attention", "use_horizontal_skip_connection", "enable_cls_token", "verbose")},
+    "complex_data": _choice(False),  # opspec's data is real
+    "use_positional_encoding": _choice(False),  # CODANO's needs variable ids opspec's data does not carry
+    "positional_embedding": _choice("grid", None),
+    "non_linearity": ((lambda v, cfg: callable(v)), f"one of {list(ACTIVATIONS)}"),
+    "norm": _choice(None, "group_norm", "instance_norm", "batch_norm"),
+    "channel_mlp_dropout": ((lambda v, cfg: _is_number(v) and 0 <= v < 1), "a probability in [0, 1)"),
+    "channel_mlp_expansion": ((lambda v, cfg: _is_number(v) and v * int(cfg.hidden_channels) >= 1),
+                              "a number > 0 with expansion × model.hidden_channels >= 1 (at least one channel)"),
+    **{key: _choice("linear", "identity", "soft-gating", None) for key in ("channel_mlp_skip", "fno_skip", "horizontal_skip")},
+    "resolution_scaling_factor": ((lambda v, cfg: v is None or _scalings_keep_the_grid(v, cfg, False)),
+                                  "null or factors whose product is 1 (the output must be on the target's grid)"),
+    "domain_padding": ((lambda v, cfg: v is None or _fraction(v) or _axes(v, cfg, _fraction)),
+                       "null, a fraction in [0, 1], or one such fraction per axis"),
+    "fno_block_precision": _choice("full", "half", "mixed"),
+    "stabilizer": _choice(None, "tanh"),
+    "max_n_modes": ((lambda v, cfg: v is None or (_axes(v, cfg, _is_int) and all(m >= n for m, n in zip(v, cfg.n_modes)))),
+                    "null or one integer per axis, each >= model.n_modes"),
+    "factorization": ((lambda v, cfg: v is None or (isinstance(v, str) and v.lower() in (
+        "dense", "cp", "tucker", "tt", "complexdense", "complexcp", "complextucker", "complextt"))),
+        "null or one of dense, cp, tucker, tt (or complex…)"),
+    "rank": ((lambda v, cfg: _is_number(v) and v > 0), "a number > 0 (a fraction of the full rank, or an integer rank)"),
+    "implementation": _choice("factorized", "reconstructed"),
+    "decomposition_kwargs": ((lambda v, cfg: v is None or isinstance(v, dict)), "null or a mapping"),
+    "lifting_channels": _int_at_least(1),
+    "projection_channels": _int_at_least(1),
+    "uno_out_channels": _per_layer(lambda x: _is_int(x) and x >= 1, "integers >= 1"),
+    "uno_n_modes": ((lambda v, cfg: isinstance(v, list) and len(v) == int(cfg.n_layers)
+                     and all(_axes(m, cfg, lambda x: _is_int(x) and x >= 1) for m in v)),
+                    "a list of model.n_layers mode lists, one integer >= 1 per axis"),
+    "uno_scalings": ((lambda v, cfg: _scalings_keep_the_grid(v, cfg, True)),
+                     "a list of model.n_layers per-axis factors whose product is 1 (the output on the input's grid)"),
+    "horizontal_skips_map": ((lambda v, cfg: v is None or (isinstance(v, dict) and all(
+        _is_int(int(k)) and _is_int(x) and 0 <= int(k) < int(cfg.n_layers) and 0 <= x < int(cfg.n_layers)
+        for k, x in v.items()))), "null or a mapping of layer indices to earlier layer indices"),
+    "output_variable_codimension": _int_at_least(1),
+    "hidden_variable_codimension": _int_at_least(1),
+    "n_heads": _per_layer(lambda x: _is_int(x) and x >= 1, "integers >= 1"),
+    "per_layer_scaling_factors": ((lambda v, cfg: _scalings_keep_the_grid(v, cfg, True)),
+                                  "a list of model.n_layers per-axis factors whose product is 1"),
+    "attention_scaling_factors": _per_layer(lambda x: _is_number(x) and x > 0, "numbers > 0"),
+    "attention_token_dim": _int_at_least(1),
+    "positional_encoding_dim": _int_at_least(1),
+    "positional_encoding_modes": ((lambda v, cfg: v is None), "null (CODANO's positional encoding is off)"),
+    "static_channel_dim": _choice(0),  # opspec feeds no static channels
+    "variable_ids": _choice(None),
+    "layer_kwargs": ((lambda v, cfg: isinstance(v, dict)), "a mapping"),
+}
+CLASS_KEYWORDS = ("conv_module", "integral_operator", "operator_block")  # classes: not values a config can hold
+
+
+def check_option_values(name: str, options: dict[str, Any], cfg: Any) -> None:
+    """Refuse, in one line, a `model.options` value out of its range (OPTION_RULES) before anything is built."""
+    for key, value in options.items():
+        shown = value.__name__ if callable(value) and key == "non_linearity" else value
+        if key in CLASS_KEYWORDS:
+            raise OpspecError(f"model.options.{key}: {MODELS[name].cls} takes a class there, which a config cannot "
+                              "hold; expected no such option")
+        rule = OPTION_RULES.get(key)
+        if rule is None:
+            if name in ("sfno", "localno"):  # their own keywords are left to neuraloperator's checks
+                continue
+            raise OpspecError(f"model.options.{key}: opspec has no range for this {MODELS[name].cls} keyword; "
+                              "expected one of the options docs/models.md lists")
+        ok, expected = rule
+        if not ok(value, cfg):
+            raise OpspecError(f"model.options.{key}={shown!r}: expected {expected}")
 
 
 def model_keywords(name: str, cfg: Any, in_channels: int, out_channels: int, n_space: int) -> dict[str, Any]:
@@ -157,6 +287,10 @@ def model_keywords(name: str, cfg: Any, in_channels: int, out_channels: int, n_s
             raise OpspecError(f"model.options.{key}: set model.{key} instead")
         if accepted is not None and key not in accepted:
             raise OpspecError(f"model.options.{key}: {spec.cls} takes no keyword {key!r}")
+    check_option_values(name, options, cfg)
+    if name == "codano" and n_space not in (2, 3):
+        raise OpspecError(f"model.name='codano': the data has {n_space} spatial dimension(s), but CODANO's attention "
+                          "takes 2-D or 3-D data; expected another model.name for this data")
     return {**spec.base(cfg, in_channels, out_channels, n_space), **options}
 
 
@@ -165,7 +299,48 @@ def build_neuralop(name: str, cfg: Any, in_channels: int, out_channels: int, n_s
     keywords = model_keywords(name, cfg, in_channels, out_channels, n_space)
     cls = model_class(name)
     try:
-        return cls(**keywords)
-    except (ValueError, TypeError, AssertionError) as err:
+        model = cls(**keywords)
+    except (ValueError, TypeError, AssertionError, RuntimeError, ZeroDivisionError, KeyError, IndexError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise OpspecError(f"model.name={name!r}: {cls.__name__} refused its keywords ({first})") from None
+        raise OpspecError(f"model.name={name!r}: {cls.__name__} refused its keywords ({first[:200]})") from None
+    empty = next((n for n, p in model.named_parameters() if p.numel() == 0), None)
+    if empty is not None:
+        raise OpspecError(f"model.name={name!r} with model.options {dict(_plain(cfg.get('options', None)) or {})}: "
+                          f"{cls.__name__}'s {empty} has no elements; expected options that leave every weight non-empty")
+    return model
+
+
+def check_modes_fit(cfg: Any, sizes: Sequence[int]) -> None:
+    """Refuse n_modes (or UNO's uno_n_modes) beyond what a training grid of `sizes` points per axis resolves:
+    n_modes ≤ s on the first axes and n_modes // 2 ≤ s // 2 on the last (the real FFT's), for the
+    SpectralConv models (fno, tfno, uno, codano)."""
+    if cfg.name not in SPECTRAL_CONV_MODELS:
+        return
+    sizes = [int(s) for s in sizes]
+    limit = sizes[:-1] + [2 * (sizes[-1] // 2) + 1]
+    options = dict(_plain(cfg.get("options", None)) or {})
+    layers = options.get("uno_n_modes") if cfg.name == "uno" and options.get("uno_n_modes") else [list(_modes(cfg))]
+    for modes in layers:
+        if len(modes) == len(limit) and any(int(m) > cap for m, cap in zip(modes, limit)):
+            key = "model.options.uno_n_modes" if modes is not layers[0] or "uno_n_modes" in options else "model.n_modes"
+            raise OpspecError(f"{key}={list(modes)} is more than the training grid {sizes} resolves: expected at most "
+                              f"{limit} (the last axis's real FFT keeps n_modes // 2 + 1 modes)")
+
+
+def probe_model(model: nn.Module, a: torch.Tensor, out_shape: Sequence[int], name: str) -> None:
+    """Run the model once on one input sample (no gradients, RNG untouched): a model its options break, or
+    whose output is not on the target's grid, is refused in one line before a run starts."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            out = model(a)
+    except (RuntimeError, ValueError, TypeError, IndexError, ZeroDivisionError, AssertionError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise OpspecError(f"model.name={name!r}: the model fails on the data's input of shape {list(a.shape[1:])} "
+                          f"({first[:200]}); expected options that fit this data") from None
+    finally:
+        model.train(was_training)
+    if list(out.shape[1:]) != list(out_shape):
+        raise OpspecError(f"model.name={name!r}: the model's output has shape {list(out.shape[1:])}, the target "
+                          f"{list(out_shape)}; expected options that keep the output on the target's grid")

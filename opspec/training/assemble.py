@@ -51,6 +51,9 @@ def problem_meta(cfg: DictConfig) -> dict[str, Any]:
     if cfg.data.problem == "navier_stokes":
         return {"in_channels": int(cfg.data.t_in or 10), "out_channels": int(cfg.data.t_out or 10), "n_space": 2,
                 "grid": "periodic"}
+    if cfg.data.problem not in PROBLEM_SHAPES:
+        raise OpspecError(f"data.path={cfg.data.path}: no such file; the shapes of data.problem={cfg.data.problem!r} "
+                          "data come from its file (expected the converted file)")
     c_in, c_out, n_space = PROBLEM_SHAPES[cfg.data.problem]
     return {"in_channels": c_in, "out_channels": c_out, "n_space": n_space,
             "grid": "periodic" if cfg.data.problem == "burgers" else "nodal"}

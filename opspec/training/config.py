@@ -14,6 +14,7 @@ from pathlib import Path
 import re
 from typing import Any, Optional, Sequence
 
+import yaml
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -21,10 +22,13 @@ from opspec.core.errors import OpspecError
 from opspec.training.loggers import LOGGERS
 from opspec.optim.registry import check_optimizer_options, config_choices, config_fields
 from opspec.training.precision import PRECISIONS
+from opspec.training.runfolder import default_run_name, run_name_error
 
 
 @dataclass
 class DataConfig:
+    # darcy | burgers | navier_stokes (generated), or the name a file was converted under (shear_flow, …):
+    # an open name; the data file gives the channels and the dimensions (docs/data.md "data.problem")
     problem: str = "darcy"
     path: str = "datasets/darcy_s129_n500.h5"
     generate: bool = True  # generate the file with the settings below when it is missing
@@ -95,7 +99,7 @@ class TrainConfig:
 @dataclass
 class Config:
     seed: int = 0
-    run_name: str = "darcy_fno"
+    run_name: Optional[str] = None  # a folder name under out_dir; null: <data.problem>_<model.name>
     out_dir: str = "checkpoints"
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -103,8 +107,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+GENERATED_PROBLEMS = ("darcy", "burgers", "navier_stokes")  # what data.generate can make (opspec.data.generate)
+PROBLEM_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")  # a converted file's --problem, e.g. shear_flow
+
 CHOICES = {
-    "data.problem": ("darcy", "burgers", "navier_stokes"),
     "model.name": ("fno", "tfno", "uno", "codano", "sfno", "localno", "deeponet"),  # opspec.models.MODEL_NAMES
     **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/registry.py)
     "train.scheduler": ("cosine", "step", "none"),
@@ -130,7 +136,7 @@ class _Invalid(Exception):
         self.keys = tuple(keys)
 
 
-FNO_LIKE = ("fno", "tfno")  # models whose n_modes follow neuraloperator's SpectralConv rule
+FNO_LIKE = ("fno", "tfno", "uno", "codano")  # models whose n_modes follow neuraloperator's SpectralConv rule
 
 
 def _resolutions(value: Any, n: int) -> list[int]:
@@ -149,6 +155,13 @@ def max_fno_modes(resolution: Sequence[int]) -> list[int]:
     return sizes[:-1] + [2 * (sizes[-1] // 2) + 1]
 
 
+def _per_axis(value: Any) -> Any:
+    """A resolution written as the CLI writes it, "64x128", as the list [64, 128]; any other value as it is."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\s*x\s*\d+)+\s*", value):
+        return [int(v) for v in value.split("x")]
+    return value
+
+
 def _check_number(cfg: DictConfig, key: str, ok: Any, expected: str) -> None:
     value = OmegaConf.select(cfg, key)
     if value is None:
@@ -158,6 +171,15 @@ def _check_number(cfg: DictConfig, key: str, ok: Any, expected: str) -> None:
 
 
 def _validate(cfg: DictConfig) -> None:
+    problem = cfg.data.problem
+    if not isinstance(problem, str) or not PROBLEM_NAME.fullmatch(problem):
+        raise _Invalid(["data.problem"], f"data.problem={problem!r}: expected one of {list(GENERATED_PROBLEMS)} or the "
+                       "name a data file was converted under (letters, digits, '.', '_', '-')")
+    bad_name = run_name_error(cfg.run_name)
+    if bad_name is not None:
+        raise _Invalid(["run_name"], bad_name)
+    if not str(cfg.out_dir).strip():
+        raise _Invalid(["out_dir"], "out_dir='': expected the folder that run folders go in, e.g. checkpoints")
     for key, allowed in CHOICES.items():
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
@@ -207,6 +229,11 @@ def _validate(cfg: DictConfig) -> None:
             raise _Invalid(["model.n_modes", "data.train_resolution"],
                            f"model.n_modes={modes} is more than data.train_resolution={train_res} resolves: "
                            f"expected at most {limit} (the last axis's real FFT keeps n_modes // 2 + 1 modes)")
+    if cfg.optimizer.name == "adamw" and cfg.optimizer.get("treat"):
+        raise _Invalid(["optimizer.treat", "optimizer.name"],
+                       f"optimizer.treat={to_container(cfg.optimizer)['treat']} with optimizer.name=adamw: AdamW "
+                       "treats every parameter alike, so treat would do nothing; expected a spectral optimizer "
+                       "(e.g. optimizer.name=muon) or no treat")
     options = {k: v for k, v in to_container(cfg.optimizer).items() if k != "name"}
     try:
         check_optimizer_options(cfg.optimizer.name, options)
@@ -266,8 +293,18 @@ def load_config(
             where = f"override {item!r}"
             if "=" not in item:
                 raise OpspecError(f"override {item!r}: expected key=value, e.g. train.epochs=10")
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([item]))
+            try:
+                parsed = OmegaConf.from_dotlist([item])
+            except yaml.YAMLError as err:  # a malformed value: the YAML library's multi-line message
+                reason = str(getattr(err, "problem", None) or str(err).splitlines()[0])
+                raise OpspecError(f"override {item!r}: the value is not valid YAML ({reason}); expected e.g. "
+                                  "key=1, key=[1,2] or 'key={\"*.core\": adamw}'") from None
+            cfg = OmegaConf.merge(cfg, parsed)
             sources.append((item.split("=", 1)[0].strip(), where))
+        if cfg.run_name is None:
+            cfg.run_name = default_run_name(str(cfg.data.problem), str(cfg.model.name))
+        cfg.data.train_resolution = _per_axis(cfg.data.train_resolution)
+        cfg.data.eval_resolutions = [_per_axis(r) for r in cfg.data.eval_resolutions]
     except OmegaConfBaseException as err:
         raise _config_error(err, where) from None
     try:

@@ -222,10 +222,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_table(results, _label(file, cfg.data.train_resolution)))
     try:
         atomic_write_json(json_path, summary_json(results))
+    except OSError as err:
+        raise OpspecError(f"{json_path}: cannot write ({err.strerror or err})") from None
+    try:
         finest = max(resolutions, key=lambda r: math.prod(file.points(r)))
         plot = plot_samples(net, file, finest, plot_path, args.samples)
     except OSError as err:
-        raise OpspecError(f"{err.filename or json_path}: cannot write ({err.strerror or err})") from None
+        raise OpspecError(f"{plot_path}: cannot write the PNG ({err.strerror or err}); {json_path} is written") from None
     print(f"wrote {json_path} and {plot}")
     return 0
 

@@ -43,9 +43,11 @@ from opspec.core.errors import OpspecError, cli_main, os_error_line
 from opspec.training.evaluate import check_finite, evaluate_model, format_table, plot_samples, summary_json
 from opspec.core.fileio import FolderLock, atomic_write_json, atomic_write_text, remove_stale_temps
 from opspec.training.metrics import relative_l2
+from opspec.models.zoo import check_modes_fit, probe_model
 from opspec.training.plots import plot_curves
 from opspec.training.loggers import RunLogger, build_logger, check_logger
 from opspec.training.precision import Precision, check_compile, clip_grad_norm_, compile_module, keep_spectral_fp32
+from opspec.training.runfolder import check_environment, check_resume_target, restore_config_yaml
 from opspec.training.runtime import keep_freed_memory
 from opspec.training.schedule import build_scheduler
 
@@ -68,6 +70,9 @@ def ensure_data(cfg: DictConfig, progress: bool = True, device: torch.device | N
     path = Path(cfg.data.path)
     pattern = any(c in str(path) for c in "*?[")  # a glob of files (opspec/data/multifile.py) is never generated
     if not path.exists() and cfg.data.generate and not pattern:
+        if cfg.data.problem not in GENERATE_OPTIONS:
+            raise OpspecError(f"data.path={path}: no such file, and data.problem={cfg.data.problem!r} is not one opspec "
+                              f"generates ({', '.join(GENERATE_OPTIONS)}); expected the file it was converted to")
         print(f"{path} is missing: generating {cfg.data.n_train}+{cfg.data.n_test} {cfg.data.problem} samples "
               f"at resolution {cfg.data.grid_resolution} (seed {cfg.data.seed})", flush=True)
         options = {k: cfg.data.get(k) for k in GENERATE_OPTIONS[cfg.data.problem] if k in cfg.data}
@@ -131,7 +136,8 @@ def resume_changes(saved: dict[str, Any], cfg: DictConfig, epoch: int, where: st
     honoured on resume (train.epochs, optimizer.lr); any other change of what the run computes is an error."""
     old = _flatten(to_container(load_config(base=saved)))
     new = _flatten(to_container(cfg))
-    changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+    changed = {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
+               if old.get(k) != new.get(k) and not (old.get(k) in (None, {}) and new.get(k) in (None, {}))}
     for key, (before, after) in changed.items():
         if key not in RESUME_HONOURED and key not in RESUME_NEUTRAL:
             raise OpspecError(
@@ -178,8 +184,11 @@ class Trainer:
         self.lock: FolderLock | None = None
         self.created_dir = False  # this trainer made its run folder (discard() may remove it)
         self._created_root: Path | None = None  # the highest folder made for it
+        if resume:
+            run_dir = check_resume_target(resume, cfg.train.epochs, run_dir)
         changes = resume_changes(resume["config"], cfg, int(resume["epoch"]), resume["path"]) if resume else {}
         self._init_ranks_and_device()
+        check_environment(cfg, self.device)
         self._init_data()
         self._init_model_optimizer_and_schedule()
         self._init_training_state()
@@ -219,11 +228,14 @@ class Trainer:
         for r in cfg.data.eval_resolutions:
             self.file.stride(r)
         self.meta = data_meta(self.file)
+        check_modes_fit(cfg.model, self.train_data[0][0].shape[1:])  # the training grid as the file gives it ('/K' included)
 
     def _init_model_optimizer_and_schedule(self) -> None:
         parts = assemble(self.cfg, self.meta, self.train_data, self.device, self.ranks.group, self._normalizers)
         self.net, self.optimizer, self.scheduler = parts.net, parts.optimizer, parts.scheduler
         self.steps_per_epoch = parts.steps_per_epoch
+        a0, u0 = self.train_data[0]
+        probe_model(self.net.model, a0[None].to(self.device), u0.shape, self.cfg.model.name)
 
     def _init_training_state(self) -> None:
         self.epoch = 0
@@ -573,13 +585,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      cfg.train.eval_batch_size, trainer.device, ranks=ranks)
             check_finite(results, trainer.file)
         except OSError as err:  # the disk filled up or the folder became read-only while training
+            if not (trainer.run_dir / "last.pt").exists():
+                trainer.epoch = 0  # the first checkpoint failed: nothing of the run is saved
             if trainer.discard():
-                raise OpspecError(f"{os_error_line(err)}; the run finished no epoch, so its folder is removed") from None
+                raise OpspecError(f"{os_error_line(err)}; the run saved no checkpoint, so its folder is removed") from None
+            if not (trainer.run_dir / "last.pt").exists():
+                raise OpspecError(f"{os_error_line(err)}; the run saved no checkpoint, so there is nothing to resume "
+                                  f"in {trainer.run_dir}") from None
+            if resume is not None and trainer.epoch == int(resume["epoch"]):
+                restore_config_yaml(trainer.run_dir, resume["config"])
             raise OpspecError(f"{os_error_line(err)}; the last complete checkpoint is in {trainer.run_dir}: "
                               f"continue with --resume {trainer.run_dir}") from None
         except DivergedError as err:
             if trainer.discard():
                 raise DivergedError(f"{err}; its run folder is removed") from None
+            if resume is not None and trainer.epoch == int(resume["epoch"]):  # config.yaml: the run last.pt holds
+                restore_config_yaml(trainer.run_dir, resume["config"])
             raise
         except RuntimeError as err:  # a collective failed: another rank died, or waited past train.dist_timeout_s
             if not ranks.enabled:
