@@ -38,8 +38,10 @@ def evaluate_model(
     device: torch.device | str = "cpu",
     split: str = "test",
     ranks: Ranks = Ranks(),
+    indices: Sequence[int] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Per-sample relative L2 on a split at each resolution: mean, median and the per-sample values.
+    """Per-sample relative L2 on a split (those of its samples at `indices`, sorted; None: all) at each
+    resolution: mean, median and the per-sample values.
 
     Under data parallelism each rank evaluates its contiguous share of the samples and every rank
     gets all per-sample errors, in sample order.
@@ -47,7 +49,7 @@ def evaluate_model(
     net.eval()
     results: dict[int, dict[str, Any]] = {}
     for resolution in resolutions:
-        data = OperatorDataset(file, split, resolution, in_memory=False)  # batch by batch: memory bounded
+        data = OperatorDataset(file, split, resolution, in_memory=False, indices=indices)  # batch by batch: memory bounded
         share = shard_range(len(data), ranks)
         errors: list[float] = []
         for start in range(share.start, share.stop, batch_size):
