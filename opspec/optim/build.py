@@ -11,6 +11,7 @@ from torch import nn
 from opspec.optim.layouts import infer_layout
 from opspec.optim.muon import Muon
 from opspec.optim.options import ADAMW, FAMILY, OPTIMIZERS, optimizer_options, to_keywords
+from opspec.optim.soap import build_soap
 from opspec.optim.specmuon import SpecMuon
 from opspec.optim.treatment import treat_parameters
 
@@ -51,6 +52,7 @@ def build_optimizer(model: nn.Module, name: str, process_group: dist.ProcessGrou
 
     `options` are the optimizer's options by config key (opspec/optim/options.py; None: the default).
     adamw: torch.optim.AdamW (it steps complex parameters through their real view).
+    soap: heavyball's SOAP on every parameter, complex ones through their real-pair view (soap.py).
     muon, <base>_p<p> (the family; muon = momentum_p0), specmuon: that optimizer on every parameter
     whose structure makes it matrices (linear and conv weights, dense spectral weights per mode,
     Tucker factors: `treatment.py`; `treat` overrides by name pattern), AdamW on the rest inside the
@@ -66,6 +68,8 @@ def build_optimizer(model: nn.Module, name: str, process_group: dist.ProcessGrou
             raise ValueError(f"adamw: unknown options {sorted(unknown)} (known: {sorted(known)})")
         kwargs = {k: tuple(v) if k == "betas" else v for k, v in options.items() if v is not None}
         return torch.optim.AdamW(model.parameters(), **kwargs)
+    if name == "soap":
+        return build_soap(model, **to_keywords(name, options))
     kwargs = to_keywords(name, options)
     defaults = {o.keyword: o.default for o in optimizer_options(name)}
     min_side = kwargs.pop("min_side", defaults["min_side"])

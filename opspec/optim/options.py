@@ -179,6 +179,18 @@ ADAMW = (
     ADAMW_PART[0], ADAMW_PART[1],
 )
 
+# SOAP through heavyball (opspec/optim/soap.py): betas and eps are the config's AdamW keys, same defaults.
+SOAP = (
+    Option("lr", float, 3e-3, "SOAP's learning rate", POSITIVE),
+    Option("weight_decay", float, 1e-2, "SOAP's decoupled weight decay", NON_NEGATIVE),
+    replace(ADAMW_PART[0], kwarg=None, doc="(β₁, β₂) of the Adam inside SOAP's eigenbasis"),
+    replace(ADAMW_PART[1], kwarg=None, doc="ε of the Adam inside SOAP's eigenbasis"),
+    Option("shampoo_beta", float, 0.95, "SOAP: EMA factor of the Kronecker factors G Gᵀ", FRACTION),
+    Option("precondition_frequency", int, 2, "SOAP: steps between updates of the eigenbasis", _integer(1)),
+    Option("max_precond_dim", int, 2048, "SOAP: a (merged) axis longer than this keeps a diagonal preconditioner",
+           _integer(1)),
+)
+
 
 def _with_defaults(options: tuple[Option, ...], **defaults: Any) -> tuple[Option, ...]:
     return tuple(replace(o, default=defaults[o.name]) if o.name in defaults else o for o in options)
@@ -187,7 +199,7 @@ def _with_defaults(options: tuple[Option, ...], **defaults: Any) -> tuple[Option
 MUON = SPECTRAL + MUON_OWN
 SPECMUON = _with_defaults(SPECTRAL, momentum=0.9, spectral_eps=1e-8) + SPECMUON_OWN
 FAMILY: dict[str, tuple[str, float]] = {f"{base}_p{p:g}": (base, p) for base in BASES for p in POWERS}
-OPTIMIZERS = ("adamw", "muon", "specmuon", *FAMILY)
+OPTIMIZERS = ("adamw", "muon", "specmuon", "soap", *FAMILY)
 
 
 ADAMW_GROUP = ADAMW_PART[:2]  # betas, eps: what a constructor takes for its use_spectral=False groups
@@ -197,6 +209,8 @@ def optimizer_options(name: str) -> tuple[Option, ...]:
     """The options `build_optimizer(model, name, **options)` and a config take for optimizer `name`."""
     if name == "adamw":
         return ADAMW
+    if name == "soap":
+        return SOAP
     if name == "specmuon":
         return SPECMUON + ADAMW_PART
     if name == "muon" or name in FAMILY:
@@ -206,7 +220,7 @@ def optimizer_options(name: str) -> tuple[Option, ...]:
 
 def _all_options() -> dict[str, list[Option]]:
     table: dict[str, list[Option]] = {}
-    for options in (ADAMW, SPECTRAL, SPECMUON, ADAMW_PART, MUON_OWN, SPECMUON_OWN):
+    for options in (ADAMW, SPECTRAL, SPECMUON, ADAMW_PART, MUON_OWN, SPECMUON_OWN, SOAP):
         for o in options:
             if o.in_config and o not in table.setdefault(o.name, []):
                 table[o.name].append(o)

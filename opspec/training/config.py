@@ -215,6 +215,9 @@ def _validate(cfg: DictConfig) -> None:
             raise _Invalid(["model.n_modes", "data.train_resolution"],
                            f"model.n_modes={modes} is more than data.train_resolution={train_res} resolves: "
                            f"expected at most {limit} (the last axis's real FFT keeps n_modes // 2 + 1 modes)")
+    if cfg.optimizer.name == "soap" and cfg.train.precision == "fp16":  # GradScaler unscales only SOAP's real views
+        raise _Invalid(["train.precision", "optimizer.name"], "train.precision=fp16 with optimizer.name=soap: the loss "
+                       "scaler would not unscale the complex weights' gradients; expected fp32 or bf16")
     options = {k: v for k, v in to_container(cfg.optimizer).items() if k != "name"}
     try:
         check_optimizer_options(cfg.optimizer.name, options)
