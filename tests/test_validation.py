@@ -123,3 +123,23 @@ def test_a_run_folder_written_before_resumes_as_it_ran_and_evaluates(tiny_overri
     for key in a["model"]:
         assert torch.equal(a["model"][key], b["model"][key]), key
     assert evaluate_main([str(tmp_path / "old"), "--resolutions", "9"]) == 0
+
+
+def test_a_file_with_its_own_valid_split_validates_on_it_and_trains_on_all_of_train(tmp_path):
+    from test_well import NX, NY, write_pdearena
+    from opspec.data.convert import convert
+
+    shards = tmp_path / "ns"
+    shards.mkdir()
+    for split, seed in (("train", 1), ("train", 2), ("valid", 3), ("test", 4)):
+        write_pdearena(shards / f"NavierStokes2D_{split}_{seed}_0.5_2.h5", split, seed=seed)
+    path = convert(shards, tmp_path / "ns.h5", problem="navier_stokes", t_in=2, t_out=1)
+    cfg = load_config(overrides=[f"data.path={path}", "data.problem=navier_stokes", "data.generate=false",
+                                 f"data.train_resolution=[{NX},{NY}]", f"data.eval_resolutions=[[{NX},{NY}]]",
+                                 "model.n_modes=[4,4]", "model.hidden_channels=4", "model.n_layers=1",
+                                 "train.progress=false", f"out_dir={tmp_path / 'runs'}"])
+    trainer = Trainer(cfg)
+    assert trainer.validation.split == "valid" and trainer.validation.indices is None and len(trainer.train_data) == 4
+    expected = evaluate_model(trainer.net, trainer.file, [[NX, NY]], split="valid")[f"{NX}x{NY}"]["rel_l2_mean"]
+    assert trainer.validation_error(1) == pytest.approx(expected, rel=1e-6)
+    trainer.close()
