@@ -109,3 +109,10 @@ def test_without_heavyball_one_line_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "heavyball", None)
     with pytest.raises(ValueError, match=r"pip install 'opspec\[soap\]'"):
         build_soap(Spectral())
+
+
+def test_describe_names_soap_for_every_parameter():
+    from opspec.training.describe import describe
+
+    rows = describe(Spectral(), "soap", lr=1e-2)
+    assert [r.treatment for r in rows] == ["soap", "soap"] and "real-pair view" in rows[0].what
