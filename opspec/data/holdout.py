@@ -40,10 +40,10 @@ class Validation:
     indices: np.ndarray | None
     train_indices: np.ndarray | None
 
-    @property
-    def description(self) -> str:
-        if self.split == "valid":
-            return "the file's own valid split"
+    def describe(self, n_valid: int) -> str:
+        """What the run validates on, for its first lines (`n_valid`: the file's valid samples)."""
+        if self.indices is None:
+            return f"the file's own valid split, {n_valid} samples"
         return f"{len(self.indices)} held-out train samples"
 
 

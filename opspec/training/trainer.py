@@ -234,7 +234,7 @@ class Trainer:
                               f"expected data.problem={self.file.problem} or another data.path")
         self.validation = validation_of(self.file.splits, self.file.n_samples("train"), cfg.data.val_fraction, cfg.data.seed)
         self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory,
-                                          indices=self.validation and self.validation.train_indices)
+                                          indices=None if self.validation is None else self.validation.train_indices)
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         for r in cfg.data.eval_resolutions:
             self.file.stride(r)
@@ -580,8 +580,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
             f"at resolution {cfg.data.train_resolution}, device {trainer.device}"
             + (f", {ranks.world_size} ranks" if ranks.enabled else "") + ")", flush=True)
-        say(f"best.pt is chosen on the validation error ({trainer.validation.description})" if trainer.validation else
-            "best.pt is chosen on the TEST error: no validation split (data.val_fraction=0)", flush=True)
+        if trainer.validation is None:
+            say("best.pt is chosen on the TEST error: no validation split (data.val_fraction=0)", flush=True)
+        else:
+            n_split = trainer.file.n_samples(trainer.validation.split)
+            say(f"best.pt is chosen on the validation error ({trainer.validation.describe(n_split)})", flush=True)
         try:
             trainer.fit()
             results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions),
