@@ -65,3 +65,25 @@ def write_mat73(path, arrays: dict[str, np.ndarray]) -> None:
     header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Mon Jan  1 00:00:00 2024 HDF5 schema 1.00 .".ljust(116)
     with open(path, "r+b") as fh:
         fh.write(header + b"\0" * 8 + b"\x00\x02" + b"IM")
+
+
+
+def unchecked_model(overrides: list[str], *shape: int):
+    """A model built with its `model.options.*` set past opspec's range checks: the labels must know parameters that
+    training refuses to build (CODANO's positional encoding needs variable ids opspec's data does not carry)."""
+    from unittest import mock
+
+    import yaml
+    from omegaconf import OmegaConf
+
+    from opspec.models import build_model
+    from opspec.training.config import load_config
+
+    options = [o for o in overrides if o.startswith("model.options.")]
+    cfg = load_config(overrides=[o for o in overrides if o not in options])
+    OmegaConf.set_readonly(cfg, False)
+    for item in options:
+        key, value = item.split("=", 1)
+        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=True)
+    with mock.patch("opspec.models.zoo.check_option_values"):
+        return build_model(cfg.model, *shape)

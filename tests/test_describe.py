@@ -107,12 +107,12 @@ ZOO = {
 def test_zoo_rows_and_groups_are_those_recorded_before_labels(case):
     """Every parameter of every zoo model: the same row (treatment, matrices, scale, what) and the same param
     groups in the same order (so an old checkpoint's optimizer state loads) as before."""
-    from opspec.training.config import load_config
-    from opspec.models import build_model, model_labels
+    from conftest import unchecked_model
+    from opspec.models import model_labels
 
     golden = json.loads(GOLDEN.read_text())[case]
     torch.manual_seed(0)
-    model = build_model(load_config(overrides=[*ZOO_SMALL, *ZOO[case]]).model, 1, 1, 2)
+    model = unchecked_model([*ZOO_SMALL, *ZOO[case]], 1, 1, 2)
     names = {id(p): n for n, p in model.named_parameters()}
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -96,7 +96,7 @@ def test_training_reads_a_folder_out_of_core(darcy_file, tmp_path, tiny_override
     assert train_main([*overrides, f"data.path={tmp_path / 'parts'}", "data.in_memory=false", "train.num_workers=1",
                        "train.epochs=2"]) == 0
     out = capsys.readouterr().out
-    assert "12 train / 6 test samples" in out and "9 (train)" in out
+    assert "11 train / 6 test samples" in out and "9 (train)" in out  # 1 of 12 held out for validation
 
 
 def test_a_test_only_file_evaluates_and_is_refused_for_training(darcy_file, tmp_path, tiny_overrides, capsys):

@@ -292,7 +292,7 @@ def test_a_registry_line_makes_a_variant_an_optimizer_name(monkeypatch):
 def test_every_name_builds_what_it_did():
     """The registry's names and classes: adamw is torch's, the family fixes base and p, muon is momentum_p0."""
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 3))
-    assert OPTIMIZERS[:3] == ("adamw", "muon", "specmuon") and set(OPTIMIZERS[3:]) == set(FAMILY)
+    assert OPTIMIZERS[:4] == ("adamw", "muon", "specmuon", "soap") and set(OPTIMIZERS[4:]) == set(FAMILY)
     assert type(build_optimizer(model, "adamw", betas=[0.8, 0.9])) is torch.optim.AdamW
     assert build_optimizer(model, "adamw", betas=[0.8, 0.9]).param_groups[0]["betas"] == (0.8, 0.9)
     for name, (base, power) in FAMILY.items():
@@ -301,7 +301,7 @@ def test_every_name_builds_what_it_did():
     muon, p0 = build_optimizer(model, "muon").param_groups, build_optimizer(model, "momentum_p0").param_groups
     assert [{k: v for k, v in g.items() if k != "params"} for g in muon] == [{k: v for k, v in g.items() if k != "params"} for g in p0]
     assert type(build_optimizer(model, "specmuon")) is SpecMuon
-    with pytest.raises(ValueError, match=r"^optimizer name 'sgd': expected one of \('adamw', 'muon', 'specmuon', "):
+    with pytest.raises(ValueError, match=r"^optimizer name 'sgd': expected one of \('adamw', 'muon', 'specmuon', 'soap', "):
         build_optimizer(model, "sgd")
 
 

@@ -51,8 +51,8 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def test_more_epochs_and_a_new_lr_are_both_honoured(tiny_overrides, tmp_path):
-    """One cosine epoch of 2 at lr 1e-2, then resumed to 4 epochs at lr 1e-5: epochs 2..4 start at
-    1e-5 · ½(1 + cos(π (e−1)/4)), the LR a fresh 4-epoch run at 1e-5 uses there (never the old 1e-2's)."""
+    """One cosine epoch of 2 at lr 1e-2, then resumed to 4 epochs at lr 1e-5: every later step has the LR
+    a fresh 4-epoch run at 1e-5 uses there (never the old 1e-2's); a record's lr is its epoch's last step's."""
     cfg = load_config(overrides=tiny_overrides + FAST + ["train.epochs=2", "optimizer.lr=1e-2"])
     stop = lambda trainer, record: (_ for _ in ()).throw(Kill())  # noqa: E731  (killed after epoch 1)
     with pytest.raises(Kill):
@@ -63,8 +63,10 @@ def test_more_epochs_and_a_new_lr_are_both_honoured(tiny_overrides, tmp_path):
     assert any("rebuilt" in note and "epoch 2 starts at lr" in note for note in resumed.notes), resumed.notes
     resumed.fit()
     lrs = [r["lr"] for r in _records(tmp_path / "run")]
-    assert lrs[0] == 1e-2
-    assert lrs[1:] == pytest.approx([1e-5 * 0.5 * (1 + math.cos(math.pi * (e - 1) / 4)) for e in (2, 3, 4)], rel=1e-12)
+    n = resumed.steps_per_epoch
+    assert lrs[0] == pytest.approx(1e-2 * 0.5 * (1 + math.cos(math.pi * (n - 1) / (2 * n))), rel=1e-12)
+    assert lrs[1:] == pytest.approx([1e-5 * 0.5 * (1 + math.cos(math.pi * (e * n - 1) / (4 * n))) for e in (2, 3, 4)], rel=1e-12)
+    assert resumed.optimizer.param_groups[0]["lr"] == 0.0  # cosine to zero, after the last step
     saved = load_config(tmp_path / "run" / "config.yaml")
     assert saved.train.epochs == 4 and saved.optimizer.lr == pytest.approx(1e-5)
     assert load_checkpoint(tmp_path / "run")["config"]["optimizer"]["lr"] == pytest.approx(1e-5)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -44,7 +45,10 @@ def test_train_cli_writes_run_folder_and_table(tiny_overrides, capsys):
     assert load_checkpoint(run)["epoch"] == 3
 
 
-@pytest.mark.parametrize("optimizer", ["adamw", "muon", "specmuon", "adam_p0.5"])
+SOAP = pytest.param("soap", marks=pytest.mark.skipif(importlib.util.find_spec("heavyball") is None, reason="needs heavyball"))
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "muon", "specmuon", "adam_p0.5", SOAP])
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_overrides, tmp_path, optimizer):
     cfg = load_config(overrides=tiny_overrides + ["train.epochs=4", f"optimizer.name={optimizer}"])
     full = Trainer(cfg, run_dir=tmp_path / "full")

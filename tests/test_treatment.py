@@ -7,6 +7,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import unchecked_model
 from torch import nn
 
 from opspec.training.config import load_config
@@ -21,7 +22,7 @@ SMALL = ["model.hidden_channels=6", "model.n_layers=2", "model.n_modes=[4,4]"]
 
 def _model(*overrides: str) -> nn.Module:
     torch.manual_seed(0)
-    return build_model(load_config(overrides=[*SMALL, *overrides]).model, 1, 1, 2)
+    return unchecked_model([*SMALL, *overrides], 1, 1, 2)
 
 
 def _treatments(model: nn.Module, **kwargs) -> dict[str, tuple[str | None, str]]:

@@ -85,7 +85,9 @@ def test_well_split_folders_and_their_errors(tmp_path):
         parts[split] = [write_well(root / split / f"{split}_{s}.hdf5", seed=s) for s in seeds]
     out = convert(tmp_path / "toy_well", tmp_path / "w.h5", problem="toy_well", t_in=1, t_out=2)
     f = CanonicalFile(out)
-    assert f.n_samples("train") == 6 and f.n_samples("test") == 3  # two files of 3 trajectories, valid/ unused
+    assert f.n_samples("train") == 6 and f.n_samples("test") == 3  # two files of 3 trajectories
+    assert f.splits == ("train", "valid", "test") and f.n_samples("valid") == 3  # valid/ is the file's valid split
+    np.testing.assert_array_equal(f.read("valid", "u"), parts["valid"][0][:, 1:3])
     np.testing.assert_array_equal(f.read("train", "u"), np.concatenate(parts["train"])[:, 1:3])
     np.testing.assert_array_equal(f.read("test", "a"), parts["test"][0][:, :1])
     with pytest.raises(OpspecError, match="give --t-in"):
@@ -113,6 +115,7 @@ def test_pdearena_shards_convert_by_their_split_groups(tmp_path):
     out = convert(shards, tmp_path / "ns.h5", problem="navier_stokes", t_in=3, t_out=2)
     f = CanonicalFile(out)
     assert f.n_samples("train") == 4 and f.n_samples("test") == 2 and f.grid_shape == (NX, NY)
+    assert f.n_samples("valid") == 2 and f.splits == ("train", "valid", "test")
     np.testing.assert_array_equal(f.read("train", "a"), np.concatenate(train)[:, :3])
     np.testing.assert_array_equal(f.read("test", "u"), test[:, 3:5])
     assert f.attrs["fields"] == "u, vx, vy" and f.attrs["source_buo_y_max"] == 0.5

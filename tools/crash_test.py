@@ -144,7 +144,7 @@ def check_final(run: Path, reference: Path, epochs: int) -> list[str]:
         if not same_state(keep(last[key]), keep(ref_last[key])):
             problems.append(f"last.pt {key} differs from the uninterrupted run's")
     if records:
-        best_epoch = min(records, key=lambda r: r["test_rel_l2"])["epoch"]  # first of equal minima
+        best_epoch = min(records, key=lambda r: r.get("val_rel_l2", r["test_rel_l2"]))["epoch"]  # validation, else test
         if not (run / "best.pt").exists():
             problems.append(f"best.pt missing (best epoch in metrics.jsonl: {best_epoch})")
         else:

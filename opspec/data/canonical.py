@@ -1,6 +1,6 @@
 """The one on-disk layout opspec trains from (DESIGN §3.1): NetCDF-4-compatible HDF5.
 
-Groups `train` and `test`, each with inputs `a` and outputs `u` of dimensions
+Groups `train` and `test` (and optionally `valid`, a published validation split), each with inputs `a` and outputs `u` of dimensions
 (sample, [channel or time …], *space), 1-D coordinate variables for the spatial axes (`x`, `y`, `z`),
 and root attributes naming the format, its version, the problem, the grid kind and the generator.
 Variables are chunked in blocks of whole samples of about CHUNK_BYTES (docs/data.md): one contiguous
@@ -30,7 +30,8 @@ from opspec.core.grids import GRID_KINDS, axis
 
 FORMAT_NAME = "opspec-canonical"
 FORMAT_VERSION = 1
-SPLITS = ("train", "test")
+SPLITS = ("train", "test")  # the splits a file holds unless its attribute `splits` says otherwise
+ALL_SPLITS = ("train", "valid", "test")  # with `valid`: a dataset's own validation split (The Well, PDEArena)
 VARIABLES = ("a", "u")
 SPACE_DIMS = ("x", "y", "z")
 CHUNK_BYTES = 4 * 2**20  # target bytes of one chunk (a block of whole samples of one variable)
@@ -81,12 +82,12 @@ class CanonicalWriter:
         unknown = [name for name in coords if name not in SPACE_DIMS]
         if unknown:
             raise ValueError(f"coords: spatial axes must be named from {SPACE_DIMS}, got {unknown}")
-        if not splits or any(s not in SPLITS for s in splits):
-            raise ValueError(f"splits: expected a non-empty subset of {SPLITS}, got {tuple(splits)}")
+        if not splits or any(s not in ALL_SPLITS for s in splits):
+            raise ValueError(f"splits: expected a non-empty subset of {ALL_SPLITS}, got {tuple(splits)}")
         self.path = Path(path)
         self.coords = {name: np.asarray(values, dtype=np.float64) for name, values in coords.items()}
         self.dtype = np.dtype(dtype)
-        self.splits = tuple(s for s in SPLITS if s in splits)
+        self.splits = tuple(s for s in ALL_SPLITS if s in splits)
         self.root_attrs = {
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
@@ -446,8 +447,8 @@ class CanonicalFile:
             raise OpspecError(f"{self.path}: attribute grid={self.grid!r}, expected one of {GRID_KINDS}")
         self.problem = str(self.attrs.get("problem", ""))
         self.splits = tuple(str(self.attrs.get("splits", " ".join(SPLITS))).split())
-        if not self.splits or any(s not in SPLITS for s in self.splits):
-            raise OpspecError(f"{self.path}: attribute splits={self.attrs.get('splits')!r}, expected names from {SPLITS}")
+        if not self.splits or any(s not in ALL_SPLITS for s in self.splits):
+            raise OpspecError(f"{self.path}: attribute splits={self.attrs.get('splits')!r}, expected names from {ALL_SPLITS}")
         self.dims: dict[str, dict[str, tuple[str, ...]]] = {}
         self.shapes: dict[str, dict[str, tuple[int, ...]]] = {}
         for split in self.splits:
@@ -594,8 +595,8 @@ class CanonicalFile:
         }
 
     def _split(self, split: str) -> str:
-        if split not in SPLITS:
-            raise OpspecError(f"split {split!r}: expected one of {SPLITS}")
+        if split not in ALL_SPLITS:
+            raise OpspecError(f"split {split!r}: expected one of {ALL_SPLITS}")
         if split not in self.splits:
             raise OpspecError(
                 f"{self.path}: a {'+'.join(self.splits)}-only file has no {split} split "

@@ -68,6 +68,16 @@ def _plan(reader: ForeignFile, pair: ForeignFile | None, split: str | float | in
     return [(reader, "train", 0, n_train), (reader, "test", n_train, n)]
 
 
+def _same_grid(reader: ForeignFile, other: ForeignFile) -> ForeignFile:
+    """`other`, refused with one line when its samples are not on `reader`'s grid."""
+    if not reader.layout.same_grid_as(other.layout):
+        raise OpspecError(
+            f"{other.path}: inconsistent shapes with {reader.path}: a{other.layout.a_shape}/u{other.layout.u_shape} "
+            f"vs a{reader.layout.a_shape}/u{reader.layout.u_shape} (all splits need one grid)"
+        )
+    return other
+
+
 def _check_finite(reader: ForeignFile, first: int, a: np.ndarray, u: np.ndarray) -> None:
     """Refuse NaN or inf: name the file, the variable and the first bad sample."""
     for name, data in (("input", a), ("output", u)):
@@ -116,7 +126,7 @@ def convert(
         if Path(src).is_dir():
             if pair is not None or split is not None:
                 raise OpspecError(f"{src}: a dataset folder gives its own train and test splits; drop --pair and --split")
-            readers += open_folder(src, fmt).values()
+            readers += open_folder(src, fmt).values()  # train, test, then valid where the dataset has one
         else:
             readers.append(open_foreign(src, fmt))
             if pair is not None:
@@ -132,6 +142,8 @@ def convert(
                 f"pass --problem {layout.problem}"
             )
         plan = _plan(reader, readers[1] if len(readers) > 1 else None, split)
+        if len(readers) > 2:  # a dataset folder's valid split: the canonical file's `valid`
+            plan.insert(1, (_same_grid(reader, readers[2]), "valid", 0, readers[2].layout.n))
         check_space(out, sum(stop - start for _, _, start, stop in plan) * layout.sample_bytes())
         rows = max(1, int(chunk_mb * 2**20 // max(1, layout.sample_bytes())))  # samples are read whole
         if t_stride is not None:

@@ -41,7 +41,9 @@ class OperatorDataset(torch.utils.data.Dataset):
     `in_memory=False` reads on demand: a batch of indices is read as one contiguous read per run of
     consecutive samples (the out-of-core loader in batches.py asks for whole blocks), then strided.
     Indexing with a list or tensor of indices returns a whole batch, so a `BatchSampler` with
-    `batch_size=None` in the DataLoader skips per-sample collation.
+    `batch_size=None` in the DataLoader skips per-sample collation. `indices` (sorted, distinct)
+    makes the dataset those samples of the split only (a training part or a held-out validation
+    part, opspec/data/holdout.py): sample i is the split's sample indices[i].
     """
 
     def __init__(
@@ -52,20 +54,30 @@ class OperatorDataset(torch.utils.data.Dataset):
         *,
         in_memory: bool = True,
         n: int | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
     ) -> None:
         self.file = file if isinstance(file, (CanonicalFile, CanonicalSet)) else open_data(file)
         self.split = split
         self.resolution = resolution
         self.points = self.file.points(resolution)
         total = self.file.n_samples(split)
+        self.indices: np.ndarray | None = None
+        if indices is not None:
+            self.indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+            if len(self.indices) and (self.indices[0] < 0 or self.indices[-1] >= total or np.any(np.diff(self.indices) <= 0)):
+                raise ValueError(f"indices: expected sorted distinct sample indices in [0, {total}) of split {split!r}")
+            total = len(self.indices)
         self.n = total if n is None else min(n, total)
         self.n_space = len(self.file.space_dims)
         self.in_memory = in_memory
         self._a: torch.Tensor | None = None
         self._u: torch.Tensor | None = None
-        if in_memory:
+        if in_memory and self.indices is None:
             self._a = torch.from_numpy(self._read("a", slice(0, self.n)))
             self._u = torch.from_numpy(self._read("u", slice(0, self.n)))
+        elif in_memory:
+            a, u = self.read_sorted(np.arange(self.n))
+            self._a, self._u = torch.from_numpy(a), torch.from_numpy(u)
 
     def warn_if_slow(self) -> None:
         """Print, once per file and split, why the file's chunks make out-of-core reads slow and the fix."""
@@ -82,14 +94,21 @@ class OperatorDataset(torch.utils.data.Dataset):
         return self.n
 
     def blocks(self) -> list[tuple[int, int]]:
-        """The stored chunks' sample ranges within this dataset's first n samples."""
-        return [(lo, min(hi, self.n)) for lo, hi in self.file.blocks(self.split) if lo < self.n]
+        """The stored chunks' sample ranges within this dataset's first n samples (with `indices`: the
+        ranges of this dataset's samples that each chunk holds)."""
+        if self.indices is None:
+            return [(lo, min(hi, self.n)) for lo, hi in self.file.blocks(self.split) if lo < self.n]
+        mine = self.indices[: self.n]
+        ranges = [(int(np.searchsorted(mine, lo)), int(np.searchsorted(mine, hi))) for lo, hi in self.file.blocks(self.split)]
+        return [(lo, hi) for lo, hi in ranges if lo < hi]
 
     def read_sorted(self, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(a, u) for sorted distinct indices: one contiguous read per run, then strided in memory,
         each run's strided rows written straight into their place in the result (no concatenation)."""
         if len(indices) and (indices[0] < 0 or indices[-1] >= self.n):
             raise IndexError(f"indices {indices[0]}..{indices[-1]} out of range for {self.n} samples")
+        if self.indices is not None:
+            indices = self.indices[indices]
         pieces = runs(indices)
         if len(pieces) <= 1:
             sl = pieces[0] if pieces else slice(0, 0)

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from opspec.data.canonical import SPLITS, VARIABLES, CanonicalFile, Resolution
+from opspec.data.canonical import ALL_SPLITS, SPLITS, VARIABLES, CanonicalFile, Resolution
 from opspec.core.errors import OpspecError
 
 DATA_SUFFIXES = (".h5", ".hdf5", ".nc")
@@ -28,13 +28,13 @@ def _data_files(folder: Path) -> list[Path]:
 
 def open_data(path: str | os.PathLike) -> "CanonicalFile | CanonicalSet":
     """A canonical file, or a set of them: a glob (`data/*.h5`), a folder of files, or a folder with
-    `train/` and `test/` folders (each file there gives that split)."""
+    `train/` and `test/` folders, and optionally `valid/` (each file there gives that split)."""
     text = str(path)
     if any(c in text for c in "*?["):
         files = sorted(Path(p) for p in glob.glob(text) if Path(p).is_file())
         if not files:
             raise OpspecError(f"{text}: no file matches this pattern")
-        return CanonicalSet(text, {s: files for s in SPLITS})
+        return CanonicalSet(text, {s: files for s in ALL_SPLITS})
     folder = Path(path)
     if not folder.is_dir():
         return CanonicalFile(folder)
@@ -52,7 +52,7 @@ def open_data(path: str | os.PathLike) -> "CanonicalFile | CanonicalSet":
                 f"{folder}: holds both split folders ({'/, '.join(SPLITS)}/) and data files ({loose[0].name}"
                 f"{', …' if len(loose) > 1 else ''}); expected one or the other: move the loose files out to train on the "
                 f"split folders, or give a file itself (data.path={loose[0]})")
-        per_split = {s: _data_files(folder / s) for s in SPLITS}
+        per_split = {s: _data_files(folder / s) for s in ALL_SPLITS if (folder / s).is_dir()}
         for s, files in per_split.items():
             if not files:
                 raise OpspecError(f"{folder / s}: no data files ({', '.join(DATA_SUFFIXES)}) in this split folder")
@@ -60,7 +60,7 @@ def open_data(path: str | os.PathLike) -> "CanonicalFile | CanonicalSet":
     files = _data_files(folder)
     if not files:
         raise OpspecError(f"{folder}: a folder with no data files ({', '.join(DATA_SUFFIXES)}) and no train/, test/ folders")
-    return CanonicalSet(text, {s: files for s in SPLITS})
+    return CanonicalSet(text, {s: files for s in ALL_SPLITS})
 
 
 class CanonicalSet:
@@ -92,7 +92,7 @@ class CanonicalSet:
                 offset += f.n_samples(split)
         assert first is not None
         self.first = first
-        self.splits = tuple(s for s in SPLITS if self.parts.get(s))
+        self.splits = tuple(s for s in ALL_SPLITS if self.parts.get(s))
         if not self.splits:
             raise OpspecError(f"{self.path}: no file holds a train or test split")
         self.attrs: dict[str, Any] = dict(first.attrs)
@@ -128,8 +128,8 @@ class CanonicalSet:
         return self.first.grid_size
 
     def _split(self, split: str) -> str:
-        if split not in SPLITS:
-            raise OpspecError(f"split {split!r}: expected one of {SPLITS}")
+        if split not in ALL_SPLITS:
+            raise OpspecError(f"split {split!r}: expected one of {ALL_SPLITS}")
         if split not in self.splits:
             raise OpspecError(f"{self.path}: no file here holds a {split} split (they hold {'+'.join(self.splits)})")
         return split

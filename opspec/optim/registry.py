@@ -18,6 +18,7 @@ import torch
 from opspec.optim.adamw import ADAMW
 from opspec.optim.muon import FAMILY, MUON, Muon
 from opspec.optim.options import ADAMW_PART, Option
+from opspec.optim.soap import SOAP, build_soap
 from opspec.optim.specmuon import SPECMUON, SpecMuon
 
 __all__ = ["EXPERIMENT_DEFAULTS", "Entry", "OPTIMIZERS", "REGISTRY", "check_optimizer_options", "config_choices",
@@ -38,6 +39,7 @@ REGISTRY: dict[str, Entry] = {
     "adamw": Entry(torch.optim.AdamW, ADAMW),
     "muon": Entry(Muon, MUON, spectral=True),
     "specmuon": Entry(SpecMuon, SPECMUON, spectral=True),
+    "soap": Entry(build_soap, SOAP),
     **{name: Entry(Muon, MUON, spectral=True, fixed={"base": base, "power": p}) for name, (base, p) in FAMILY.items()},
 }
 OPTIMIZERS = tuple(REGISTRY)  # the names, in registry order (the config's `optimizer.name` choices)

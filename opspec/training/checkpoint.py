@@ -1,13 +1,14 @@
 """The checkpoint format and the run folder's agreement: one home for both.
 
 A checkpoint is a dict that `torch.load(..., weights_only=True)` reads: the config, the data's
-shapes (`meta`), the epoch, the best test error so far and its epoch, that epoch's metrics record,
+shapes (`meta`), the epoch, the best selection error so far (validation; test in a run without
+validation) and its epoch, that epoch's metrics record,
 and the model (with its normalizers), optimizer, scheduler and RNG states. It is built here
 (`make_payload`), written here (`atomic_save`), restored into a trainer's parts here
 (`restore_training_state`) and rebuilt into a model here (`model_from_checkpoint`).
 
 A run folder holds `last.pt`, `best.pt` and `metrics.jsonl`. Each epoch writes last.pt, then
-best.pt (when the test error improved), then the metrics line; `reconcile_run` brings the three
+best.pt (when the selection error improved), then the metrics line; `reconcile_run` brings the three
 back into agreement after a crash at any point (it runs on every resume).
 """
 
@@ -207,12 +208,17 @@ def _finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
+def selection_error(record: dict[str, Any]) -> float:
+    """The error best.pt is chosen on: `val_rel_l2`, or `test_rel_l2` in a run without validation."""
+    return record.get("val_rel_l2", record["test_rel_l2"])
+
+
 def best_of(records: list[dict[str, Any]]) -> tuple[float, int]:
-    """The lowest test error and its epoch (the first such epoch, as the trainer's strict `<` picks)."""
+    """The lowest selection error and its epoch (the first such epoch, as the trainer's strict `<` picks)."""
     best, epoch = math.inf, 0
     for r in records:
-        if r["test_rel_l2"] < best:
-            best, epoch = r["test_rel_l2"], r["epoch"]
+        if selection_error(r) < best:
+            best, epoch = selection_error(r), r["epoch"]
     return best, epoch
 
 
@@ -250,7 +256,7 @@ def reconcile_run(run_dir: str | os.PathLike, payload: dict[str, Any]) -> RunSta
 
     metrics.jsonl keeps its whole records of epochs ≤ k (a torn line and lines of epochs replayed
     after the crash go) and regains epoch k's record from the checkpoint if the crash came before
-    it was written. best.pt must be the epoch of the lowest test error in those records: when that
+    it was written. best.pt must be the epoch of the lowest selection error in those records: when that
     is epoch k and best.pt is older or missing (a crash between the writes of last.pt and best.pt),
     best.pt is rebuilt from the checkpoint, which holds the same state.
     """

@@ -23,6 +23,7 @@ from opspec.training.loggers import LOGGERS
 from opspec.optim.registry import check_optimizer_options, config_choices, config_fields
 from opspec.training.precision import PRECISIONS
 from opspec.training.runfolder import default_run_name, run_name_error
+from opspec.training.schedule import SCHEDULE_UNITS
 
 
 @dataclass
@@ -35,7 +36,11 @@ class DataConfig:
     grid_resolution: int = 129  # the stored grid when generating
     n_train: int = 500
     n_test: int = 100
-    seed: int = 0  # the generator's seed (independent of the training seed)
+    seed: int = 0  # the generator's seed (independent of the training seed); also draws the validation samples
+    # Train samples held out for validation (best.pt is chosen on them); their indices depend only on
+    # data.seed and the train count (opspec/data/holdout.py). A file with its own `valid` split uses it
+    # instead; 0: no validation, best.pt is chosen on the test error (the behaviour before).
+    val_fraction: float = 0.1
     # Burgers / Navier–Stokes generation (None: the generator's default; docs/DESIGN.md §3.3):
     viscosity: Optional[float] = None  # burgers 0.1, navier_stokes 1e-3
     time_step: Optional[float] = None  # largest solver step
@@ -78,7 +83,8 @@ OptimizerConfig = make_dataclass("OptimizerConfig", config_fields())
 class TrainConfig:
     epochs: int = 40
     batch_size: int = 20  # the global batch: under torchrun each of N ranks takes a share of it
-    scheduler: str = "cosine"  # cosine (per epoch, to zero) | step | none
+    scheduler: str = "cosine"  # cosine (to zero) | step | none
+    schedule_unit: str = "step"  # step: the cosine moves every step, 0 after the last | epoch: once per epoch
     step_size: int = 100  # epochs between halvings for scheduler=step
     gamma: float = 0.5
     eval_batch_size: int = 50
@@ -114,6 +120,7 @@ CHOICES = {
     "model.name": ("fno", "tfno", "uno", "codano", "sfno", "localno", "deeponet"),  # opspec.models.MODEL_NAMES
     **config_choices(),  # optimizer.name and the optimizer's choice options (opspec/optim/registry.py)
     "train.scheduler": ("cosine", "step", "none"),
+    "train.schedule_unit": SCHEDULE_UNITS,
     "train.precision": PRECISIONS,
     "train.log": LOGGERS,
 }
@@ -197,6 +204,7 @@ def _validate(cfg: DictConfig) -> None:
     _check_number(cfg, "train.dist_timeout_s", lambda x: x > 0, "seconds > 0")
     _check_number(cfg, "train.grad_clip", lambda x: x > 0, "a gradient norm > 0 (or null: no clipping)")
     _check_number(cfg, "train.warmup_epochs", lambda x: x >= 0, "an integer >= 0")
+    _check_number(cfg, "data.val_fraction", lambda x: 0 <= x < 1, "a fraction in [0, 1) of the train samples")
     if cfg.train.warmup_epochs >= cfg.train.epochs:
         raise _Invalid(["train.warmup_epochs", "train.epochs"], f"train.warmup_epochs={cfg.train.warmup_epochs} with "
                        f"train.epochs={cfg.train.epochs}: expected fewer warm-up epochs than epochs")
@@ -234,6 +242,9 @@ def _validate(cfg: DictConfig) -> None:
                        f"optimizer.treat={to_container(cfg.optimizer)['treat']} with optimizer.name=adamw: AdamW "
                        "treats every parameter alike, so treat would do nothing; expected a spectral optimizer "
                        "(e.g. optimizer.name=muon) or no treat")
+    if cfg.optimizer.name == "soap" and cfg.train.precision == "fp16":  # GradScaler unscales only SOAP's real views
+        raise _Invalid(["train.precision", "optimizer.name"], "train.precision=fp16 with optimizer.name=soap: the loss "
+                       "scaler would not unscale the complex weights' gradients; expected fp32 or bf16")
     options = {k: v for k, v in to_container(cfg.optimizer).items() if k != "name"}
     try:
         check_optimizer_options(cfg.optimizer.name, options)
@@ -261,12 +272,28 @@ def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
     return []
 
 
+# Keys added after runs were written, with the behaviour those runs had: a base config (a checkpoint's)
+# without them resumes and evaluates as it ran (per-epoch cosine, no validation split).
+BEFORE_KEYS: dict[str, dict[str, Any]] = {"train": {"schedule_unit": "epoch"}, "data": {"val_fraction": 0.0}}
+
+
+def _with_old_behaviour(base: DictConfig | dict[str, Any]) -> dict[str, Any]:
+    """`base` with each key of BEFORE_KEYS it lacks (in a section it has) set to the old behaviour."""
+    tree = OmegaConf.to_container(base) if isinstance(base, DictConfig) else dict(base)
+    for section, keys in BEFORE_KEYS.items():
+        if isinstance(tree.get(section), dict):
+            tree[section] = {**keys, **tree[section]}
+    return tree
+
+
 def load_config(
     path: str | os.PathLike | None = None,
     overrides: Sequence[str] = (),
     base: DictConfig | dict[str, Any] | None = None,
 ) -> DictConfig:
     """Schema defaults ← `base` (e.g. a checkpoint's config) ← YAML file ← dotted `key=value` overrides.
+
+    A `base` written before a key of BEFORE_KEYS existed gets that key's old behaviour, not its default.
 
     Every value is checked (types, choices, ranges) before anything uses the config; an error names
     the key and the override or file that set it.
@@ -276,7 +303,7 @@ def load_config(
     sources: list[tuple[str, str]] = []  # (dotted key set, where it came from), in merge order
     try:
         if base is not None:
-            cfg = OmegaConf.merge(cfg, base)
+            cfg = OmegaConf.merge(cfg, _with_old_behaviour(base))
         if path is not None:
             where = str(path)
             if not Path(path).is_file():

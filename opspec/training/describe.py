@@ -31,7 +31,7 @@ from opspec.models.labels import model_labels
 
 @dataclass(frozen=True)
 class Row:
-    """One parameter's treatment; `layout` None is AdamW (then matrices = 0 and scale = 1)."""
+    """One parameter's treatment; `layout` None is `whole` (AdamW, or SOAP over every parameter; matrices 0, scale 1)."""
 
     name: str
     shape: tuple[int, ...]
@@ -43,10 +43,11 @@ class Row:
     scale: float
     lr: float
     what: str
+    whole: str = "adamw"
 
     @property
     def treatment(self) -> str:
-        return self.layout or "adamw"
+        return self.layout or self.whole
 
 
 def describe(model: nn.Module, name: str = "muon", labels: Labels | None = None, **options: Any) -> list[Row]:
@@ -61,8 +62,13 @@ def describe(model: nn.Module, name: str = "muon", labels: Labels | None = None,
     for pname, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        group = group_of[id(p)]
         shape = tuple(p.shape)
+        if name == "soap":  # complex weights are stepped on their real-pair view (optim/soap.py)
+            view = " (SOAP on its real-pair view)" if p.is_complex() else ""
+            rows.append(Row(pname, shape, p.dtype, None, 0, 0, 0, 1.0, optimizer.param_groups[0]["lr"],
+                            what.get(id(p), "") + view, whole="soap"))
+            continue
+        group = group_of[id(p)]
         if name == "adamw" or not group.get("use_spectral", False):
             rows.append(Row(pname, shape, p.dtype, None, 0, 0, 0, 1.0, group["lr"], what.get(id(p), "")))
             continue

@@ -52,8 +52,10 @@ def evaluate_model(
     split: str = "test",
     ranks: Ranks = Ranks(),
     max_points: int = EVAL_POINTS,
+    indices: Sequence[int] | None = None,
 ) -> dict[int, dict[str, Any]]:
-    """Per-sample relative L2 on a split at each resolution: mean, median and the per-sample values.
+    """Per-sample relative L2 on a split (those of its samples at `indices`, sorted; None: all) at each
+    resolution: mean, median and the per-sample values.
 
     A batch holds at most `batch_size` samples and at most `max_points` grid points in all (`eval_batch`),
     so memory stays near the training resolution's when a finer grid is evaluated.
@@ -64,7 +66,7 @@ def evaluate_model(
     net.eval()
     results: dict[int, dict[str, Any]] = {}
     for resolution in resolutions:
-        data = OperatorDataset(file, split, resolution, in_memory=False)  # batch by batch: memory bounded
+        data = OperatorDataset(file, split, resolution, in_memory=False, indices=indices)  # batch by batch: memory bounded
         share = shard_range(len(data), ranks)
         errors: list[float] = []
         step = eval_batch(batch_size, math.prod(data.points), max_points)

@@ -1,5 +1,9 @@
 """The learning-rate schedule: a linear warm-up over the first `train.warmup_epochs` epochs (step by
-step), then cosine to zero, step halving or a constant (epoch by epoch) over the remaining epochs.
+step), then cosine to zero, step halving or a constant over the remaining epochs.
+
+`train.schedule_unit=step` (the default) moves the cosine at every optimizer step and reaches exactly
+0 after the last one; `epoch` keeps one cosine value per epoch (the form before; it never reaches 0:
+a 3-epoch run's last epoch ran at 0.25× the peak). Step halving is per epoch in both units.
 
 The factor applied to each group's `initial_lr` is a closed-form function of the global step and
 the config, so a schedule built at any epoch boundary (on resume, or after `train.epochs` changed)
@@ -14,6 +18,7 @@ from typing import Any
 import torch
 
 SCHEDULERS = ("cosine", "step", "none")
+SCHEDULE_UNITS = ("step", "epoch")
 
 
 def lr_factor(
@@ -24,18 +29,27 @@ def lr_factor(
     scheduler: str = "cosine",
     step_size: int = 100,
     gamma: float = 0.5,
+    unit: str = "step",
 ) -> float:
     """The LR of global step `step` (0-based) as a fraction of the base LR.
 
-    Warm-up: (step + 1) / (warmup_epochs · steps_per_epoch), reaching 1 on its last step. After it,
-    with e the epochs since warm-up ended and T = epochs − warmup_epochs: cosine ½(1 + cos(π e / T)),
-    step gamma^⌊e / step_size⌋, none 1.
+    Warm-up: (step + 1) / W with W = warmup_epochs · steps_per_epoch, reaching 1 on its last step.
+    After it, with s = step − W the steps since warm-up ended, T = (epochs − warmup_epochs) ·
+    steps_per_epoch and e = ⌊s / steps_per_epoch⌋ the epochs since then: cosine ½(1 + cos(π s / T))
+    (unit=step: 1 at the first step after warm-up, exactly 0 at s = T, after the last step) or
+    ½(1 + cos(π e / (epochs − warmup_epochs))) (unit=epoch); step gamma^⌊e / step_size⌋; none 1.
     """
+    if unit not in SCHEDULE_UNITS:
+        raise ValueError(f"train.schedule_unit={unit!r}: expected one of {list(SCHEDULE_UNITS)}")
     warm = warmup_epochs * steps_per_epoch
     if step < warm:
         return (step + 1) / warm
-    epoch = (step - warm) // steps_per_epoch
+    after = step - warm
+    epoch = after // steps_per_epoch
     if scheduler == "cosine":
+        if unit == "step":
+            total = max(epochs - warmup_epochs, 1) * steps_per_epoch
+            return 0.0 if after >= total else 0.5 * (1.0 + math.cos(math.pi * after / total))
         return 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs - warmup_epochs, 1)))
     if scheduler == "step":
         return gamma ** (epoch // step_size)
@@ -47,23 +61,24 @@ def lr_factor(
 def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Any, steps_per_epoch: int = 1, start_epoch: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR for `cfg` (train.epochs, warmup_epochs, scheduler, step_size, gamma) positioned
-    after `start_epoch` finished epochs: every group's LR is set for the next step.
+    """A LambdaLR for `cfg` (train.epochs, warmup_epochs, scheduler, schedule_unit, step_size, gamma)
+    positioned after `start_epoch` finished epochs: every group's LR is set for the next step.
 
     Call `.step()` after every optimizer step (steps_per_epoch=1: once per epoch, the warm-up then
     rising epoch by epoch). Each group's base LR is its `initial_lr` (set from its
     `lr` the first time; kept in the optimizer's state_dict), so after `optimizer.load_state_dict`
     this rebuilds a resumed run's schedule, also when `train.epochs` changed; the scheduler's own
-    state need not be loaded.
+    state need not be loaded. A config without `schedule_unit` gets the per-step cosine.
     """
     if steps_per_epoch < 1 or start_epoch < 0:
         raise ValueError(f"schedule: expected steps_per_epoch >= 1 and start_epoch >= 0, got {steps_per_epoch}, {start_epoch}")
     epochs, warmup = int(cfg.epochs), int(cfg.get("warmup_epochs", 0) or 0)
     scheduler, step_size, gamma = str(cfg.scheduler), int(cfg.step_size), float(cfg.gamma)
-    lr_factor(warmup * steps_per_epoch, steps_per_epoch, epochs, warmup, scheduler, step_size, gamma)  # a bad name fails here
+    unit = str(cfg.get("schedule_unit", "step") or "step")
+    lr_factor(warmup * steps_per_epoch, steps_per_epoch, epochs, warmup, scheduler, step_size, gamma, unit)  # a bad name fails here
 
     def factor(step: int) -> float:
-        return lr_factor(step, steps_per_epoch, epochs, warmup, scheduler, step_size, gamma)
+        return lr_factor(step, steps_per_epoch, epochs, warmup, scheduler, step_size, gamma, unit)
 
     for group in optimizer.param_groups:
         group.setdefault("initial_lr", group["lr"])

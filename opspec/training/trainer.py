@@ -2,7 +2,9 @@
 
 The Trainer is the one training loop (fit → train_epoch → step, with the hooks of callbacks.py); what
 it trains is built by assemble.py from the config and the data. Each epoch appends one JSON line to
-`metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the test error improves);
+`metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the validation error improves:
+held-out train samples or the file's valid split, opspec/data/holdout.py; the test error when
+data.val_fraction=0);
 `--resume` continues a run so that it ends with the same weights as an uninterrupted one.
 
 `torchrun --nproc_per_node=N -m opspec.train …` trains data-parallel (DDP; docs/distributed.md):
@@ -32,10 +34,11 @@ from opspec.training.assemble import assemble, data_meta, optimizer_from_config,
 from opspec.training.callbacks import (Callback, DivergedError, EpochCallback, FiniteCheck, OptimizerTimer, RunLog, Step,
                                        as_callback, grads_finite, why_not_finite)
 from opspec.training.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, atomic_save, load_checkpoint, make_payload,
-                               reconcile_run, restore_training_state)
+                               reconcile_run, restore_training_state, selection_error)
 from opspec.training.config import load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader
+from opspec.data.holdout import validation_of
 from opspec.data.multifile import open_data
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
 from opspec.training.distributed import all_sum, barrier, broadcast, close, init_ranks, ranks_from_env
@@ -223,7 +226,9 @@ class Trainer:
         if self.file.problem and self.file.problem != cfg.data.problem:
             raise OpspecError(f"data.problem={cfg.data.problem!r}, but {self.file.path} holds {self.file.problem!r} data; "
                               f"expected data.problem={self.file.problem} or another data.path")
-        self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
+        self.validation = validation_of(self.file.splits, self.file.n_samples("train"), cfg.data.val_fraction, cfg.data.seed)
+        self.train_data = OperatorDataset(self.file, "train", cfg.data.train_resolution, in_memory=cfg.data.in_memory,
+                                          indices=None if self.validation is None else self.validation.train_indices)
         self.test_data = OperatorDataset(self.file, "test", cfg.data.train_resolution, in_memory=cfg.data.in_memory)
         for r in cfg.data.eval_resolutions:
             self.file.stride(r)
@@ -496,6 +501,18 @@ class Trainer:
             atomic_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
         append_metrics(self.metrics_path, record)
 
+    def validation_error(self, epoch: int) -> float:
+        """Mean relative L2 on the validation samples at the training resolution (a non-finite one stops the run)."""
+        assert self.validation is not None
+        resolution = self.cfg.data.train_resolution
+        result = evaluate_model(self.net, self.file, [resolution], self.cfg.train.eval_batch_size, self.device,
+                                split=self.validation.split, ranks=self.ranks, indices=self.validation.indices)
+        error = result[self.file.label(resolution)]["rel_l2_mean"]
+        if not math.isfinite(error):
+            raise self._stop(epoch, self.steps_per_epoch, f"the validation error is {error}",
+                             "a validation sample holds NaN or Inf, or an all-zero target, or the weights diverged")
+        return error
+
     def fit(self) -> list[dict[str, Any]]:
         """Train from the run's epoch to `train.epochs`: each epoch trained, tested, checkpointed and
         written to metrics.jsonl (rank 0), then the epoch-end hooks; returns the epochs' records.
@@ -520,15 +537,18 @@ class Trainer:
                 except OpspecError as err:
                     raise self.stop_error(epoch, steps, "the test error is not finite", str(err)) from None
                 record["test_rel_l2"] = test[self.file.label(cfg.data.train_resolution)]["rel_l2_mean"]
+                if self.validation is not None:
+                    record["val_rel_l2"] = self.validation_error(epoch)
                 self.epoch = epoch
-                improved = record["test_rel_l2"] < self.best
+                improved = selection_error(record) < self.best  # validation; test without a validation split
                 if improved:
-                    self.best, self.best_epoch = record["test_rel_l2"], epoch
+                    self.best, self.best_epoch = selection_error(record), epoch
                 if main:
                     self._save_epoch(record, improved)
                     bar.set_postfix(loss=f"{record['train_loss']:.4f}", test=f"{record['test_rel_l2']:.4f}")
+                    val = f"  val rel L2 {record['val_rel_l2']:.5f}" if "val_rel_l2" in record else ""
                     tqdm.write(
-                        f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}  test rel L2 "
+                        f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}{val}  test rel L2 "
                         f"{record['test_rel_l2']:.5f}  lr {record['lr']:.2e}  {record['samples_per_second']:.0f} samples/s"
                     )
                 history.append(record)
@@ -579,6 +599,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"run folder: {trainer.run_dir}  ({len(trainer.train_data)} train / {len(trainer.test_data)} test samples "
             f"at resolution {cfg.data.train_resolution}, device {trainer.device}"
             + (f", {ranks.world_size} ranks" if ranks.enabled else "") + ")", flush=True)
+        if trainer.validation is None:
+            say("best.pt is chosen on the TEST error: no validation split (data.val_fraction=0)", flush=True)
+        else:
+            n_split = trainer.file.n_samples(trainer.validation.split)
+            say(f"best.pt is chosen on the validation error ({trainer.validation.describe(n_split)})", flush=True)
         try:
             trainer.fit()
             results = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions),
@@ -618,7 +643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 log_final(trainer, results)
     finally:
         trainer.close()
-    say(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}):")
+    say(f"\nrelative L2 on the test split of {trainer.file.path} (last epoch, {trainer.epoch}; best.pt: epoch "
+        f"{trainer.best_epoch}, lowest {'validation' if trainer.validation else 'test'} error):")
     say(format_table(results, trainer.file.label(cfg.data.train_resolution)))
     say(f"\ncheckpoints in {trainer.run_dir}; total {time.perf_counter() - started:.0f} s")
     return 0

@@ -54,9 +54,9 @@ def _files(folder: Path) -> list[Path]:
 
 
 def open_folder(src: str | os.PathLike, fmt: str | None = None) -> dict[str, ForeignFile]:
-    """{'train': reader, 'test': reader} for a dataset folder: split folders train/ and test/ (a
-    `data/` folder holding them is looked into; valid/ is not used), or shards whose own split
-    (PDEArena's group name) says where they go."""
+    """{'train': reader, 'test': reader} and 'valid' where there is one, for a dataset folder: split
+    folders train/, test/ and valid/ (a `data/` folder holding them is looked into), or shards whose
+    own split (PDEArena's group name) says where they go."""
     from opspec.data.formats import open_foreign
 
     folder = Path(src)
@@ -76,6 +76,8 @@ def open_folder(src: str | os.PathLike, fmt: str | None = None) -> dict[str, For
                 if not files:
                     raise OpspecError(f"{split_dirs[split]}: no data files in this split folder")
                 readers[split] = [open_foreign(f, fmt) for f in files]
+            if "valid" in split_dirs and _files(split_dirs["valid"]):
+                readers["valid"] = [open_foreign(f, fmt) for f in _files(split_dirs["valid"])]
         else:
             files = _files(folder)
             if not files:
@@ -92,9 +94,8 @@ def open_folder(src: str | os.PathLike, fmt: str | None = None) -> dict[str, For
             for split in ("train", "test"):
                 if split not in readers:
                     raise OpspecError(f"{folder}: no shard of the {split} split among {len(files)} files (a {split} group)")
-        for r in readers.pop("valid", []):
-            r.close()
-        return {s: ConcatFile(folder / s, readers[s]) if len(readers[s]) > 1 else readers[s][0] for s in ("train", "test")}
+        return {s: ConcatFile(folder / s, readers[s]) if len(readers[s]) > 1 else readers[s][0]
+                for s in ("train", "test", "valid") if s in readers}
     except BaseException:
         for group in readers.values():
             for r in group:
