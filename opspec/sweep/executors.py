@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from opspec.core.errors import OpspecError
-from opspec.sweep.records import TrialSpec
+from opspec.sweep.records import ResultStore, TrialSpec
 from opspec.sweep.spec import SweepSpec
 from opspec.sweep.trial import TrialContext, run_trial
 
@@ -99,9 +99,12 @@ class InlineExecutor:
         """Nothing to restore: a trial's own run folder carries its progress."""
 
     def run(self, trials: list[TrialSpec]) -> None:
+        store = ResultStore(Path(self.ctx.sweep_dir))
         for trial in trials:
             print(f"{trial.optimizer} lr {trial.lr:g} seed {trial.seed} epochs {trial.epochs} ({trial.role})", flush=True)
-            self.train(self.ctx, trial)
+            record = self.train(self.ctx, trial)
+            if store.get(trial.key) is None:  # a train function that does not store its record itself
+                store.put({"role": trial.role, **record, "key": trial.key})
 
     def close(self) -> None:
         """Nothing held."""
