@@ -46,12 +46,13 @@ class RayExecutor:
         self.ray, self.tune = _import_ray()
         self.spec, self.ctx = spec, ctx
         self.storage = Path(ctx.sweep_dir).resolve() / "tune"
-        env = {"RAY_CHDIR_TO_TRIAL_DIR": "0"}
-        if os.environ.get("PYTHONPATH"):
-            env["PYTHONPATH"] = os.environ["PYTHONPATH"]  # workers import the same opspec as this process
+        os.environ["RAY_CHDIR_TO_TRIAL_DIR"] = "0"  # a trial changes to the sweep's start folder itself
         if not self.ray.is_initialized():
-            self.ray.init(address=address, num_cpus=None if address else num_cpus, num_gpus=None if address else num_gpus,
-                          include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env})
+            if address:  # a cluster's workers get this process's PYTHONPATH (a local Ray's inherit it)
+                env = {k: os.environ[k] for k in ("PYTHONPATH", "RAY_CHDIR_TO_TRIAL_DIR") if k in os.environ}
+                self.ray.init(address=address, log_to_driver=False, runtime_env={"env_vars": env})
+            else:
+                self.ray.init(num_cpus=num_cpus, num_gpus=num_gpus, include_dashboard=False, log_to_driver=False)
         self.trainable = self.tune.with_resources(tune_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
 
     def _finish(self, folder: Path, tuner: Any) -> None:
