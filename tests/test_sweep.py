@@ -131,7 +131,6 @@ def _table(path: Path, marker: str = "LR sweep") -> dict[str, list[str]]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc to end the killed sweep's processes")
 def test_sweep_on_local_ray_killed_midway_resumes_and_matches_compare(darcy_file, tmp_path):
-    pytest.importorskip("ray.tune")
     import compare_oracle
     from conftest import TINY_OVERRIDES
 
