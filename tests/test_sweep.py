@@ -63,8 +63,11 @@ def test_validation_selects_and_test_is_reported(tmp_path):
     assert "validation split" in (tmp_path / "sweep.md").read_text()
 
 
-def test_a_trial_resumes_its_run_folder(darcy_file, tmp_path):
-    """An attempt killed after epoch 1 of 2 left last.pt: the trial continues it with --resume."""
+def test_a_trial_resumes_its_run_folder_and_logs_to_mlflow(darcy_file, tmp_path, monkeypatch):
+    """An attempt killed after epoch 1 of 2 left last.pt: the trial continues it with --resume, and its
+    MLflow run (in the sweep's experiment, the config as parameters) is continued, not duplicated."""
+    from mlflow import MlflowClient
+
     from conftest import StopAfter, stop_after
 
     from opspec.training.config import load_config
@@ -73,9 +76,11 @@ def test_a_trial_resumes_its_run_folder(darcy_file, tmp_path):
 
     overrides = [*TINY_OVERRIDES, f"data.path={darcy_file}"]
     trial = TrialSpec("muon", 0.01, 0, 2)
-    ctx = TrialContext(sweep_dir=str(tmp_path), config=None, overrides=overrides)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    ctx = TrialContext(sweep_dir=str(tmp_path), config=None, overrides=overrides, experiment="tiny_sweep", log="mlflow")
     cfg = load_config(None, [*overrides, "optimizer.name=muon", "optimizer.lr=0.01", "seed=0", "train.epochs=2",
-                             f"out_dir={tmp_path / 'runs'}", f"run_name={trial.key}"])
+                             f"out_dir={tmp_path / 'runs'}", f"run_name={trial.key}", "train.log=mlflow",
+                             "train.mlflow_experiment=tiny_sweep"])
     trainer = Trainer(cfg, callbacks=[stop_after(1)])
     with pytest.raises(StopAfter):
         trainer.fit()
@@ -84,6 +89,11 @@ def test_a_trial_resumes_its_run_folder(darcy_file, tmp_path):
     assert [s["resume"] for s in trial_starts(tmp_path)] == [True]
     assert len(record["curve"]) == 2 and record["run_dir"] == str(tmp_path / "runs" / trial.key)
     assert run_trial(ctx, trial) == record and len(trial_starts(tmp_path)) == 1  # finished: never trained again
+    client = MlflowClient((tmp_path / "runs" / "mlruns").as_uri())
+    (run,) = client.search_runs([client.get_experiment_by_name("tiny_sweep").experiment_id])
+    assert run.info.run_name == trial.key and run.info.status == "FINISHED"
+    assert run.data.params["optimizer.lr"] == "0.01" and run.data.params["optimizer.name"] == "muon"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/test_rel_l2")] == [3, 6]
 
 
 def _descendants(pid: int) -> list[int]:
