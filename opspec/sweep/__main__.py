@@ -4,8 +4,8 @@ The spec (a YAML file, every key also a flag that overrides it) names the base c
 the LR grid of each, the seeds and the budgets (docs/sweeps.md). Trials run on an embedded local Ray
 unless `--address` names a running cluster (`--inline`: in this process, without Ray). The sweep folder
 (`--out`, default checkpoints/sweeps/<name>) holds each trial's run folder, its result, Ray Tune's
-experiments and the report; starting the same command again resumes a killed sweep and trains no
-finished trial again.
+experiments and the report; starting the same command again (or `--out DIR` alone, which reads the
+spec recorded there) resumes a killed sweep and trains no finished trial again.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from opspec.core.errors import OpspecError, cli_main
+from opspec.core.errors import cli_main
 from opspec.sweep.analysis import write_report
 from opspec.sweep.runner import records, run_sweep
 from opspec.sweep.spec import SweepSpec, build_spec, load_spec_file
@@ -56,7 +56,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def spec_from_args(args: argparse.Namespace) -> SweepSpec:
     """The spec file's keys, then the flags given, then the positional overrides appended."""
-    values: dict[str, Any] = load_spec_file(args.spec) if args.spec else {}
+    recorded = Path(args.out) / "spec.yaml" if args.out else None
+    if args.spec:
+        values: dict[str, Any] = load_spec_file(args.spec)
+    elif recorded is not None and recorded.is_file():  # `--out DIR` alone: the sweep as it was started
+        values = load_spec_file(recorded)
+    else:
+        values = {}
     for key in [*FLAGS.values(), *APPEND_FLAGS.values(), "confirm_budget"]:
         value = getattr(args, key)
         if value is None:

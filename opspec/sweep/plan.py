@@ -103,8 +103,3 @@ def pending_trials(spec: SweepSpec, done: Records) -> list[TrialSpec]:
         return pending
     return budget_checks(spec, done, chosen)
 
-
-def confirm_epochs(spec: SweepSpec, records: list[dict[str, Any]], name: str) -> int | None:
-    """The epoch count of `name`'s matched-budget check among `records`, if one was trained."""
-    found = {r["epochs"] for r in records if r["optimizer"] == name and r.get("role") == "budget"}
-    return max(found) if found else None
