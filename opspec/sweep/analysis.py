@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from opspec.sweep.plots import plot_budgets, plot_curves
-from opspec.sweep.selection import TEST_FALLBACK, best_lr, edge_mark, score, selection_split, test_error
+from opspec.sweep.selection import TEST_FALLBACK, best_lr, edge_mark, score, selection_split, final_test_error
 from opspec.sweep.spec import SweepSpec
 from opspec.sweep.stats import budget_text, ci95, matched_budget, mean_ci
 
@@ -129,7 +129,7 @@ def summarize_budgets(records: list[Record], spec: SweepSpec, out: Path, command
     first = per_opt[spec.target][1.0][1][0]
     train_res = str(first["train_resolution"])
     target_runs = per_opt[spec.target][1.0][1]
-    target = statistics.mean(test_error(r) for r in target_runs)
+    target = statistics.mean(final_test_error(r) for r in target_runs)
     target_sec = statistics.median(r["seconds_per_epoch"] for r in target_runs)
     name_t = display(spec.target)
     header = ["optimizer", *[f"lr @ {b:.3g}" for b in budgets], *[f"rel L2 @ {b:.3g}" for b in budgets],
@@ -137,10 +137,10 @@ def summarize_budgets(records: list[Record], spec: SweepSpec, out: Path, command
               *[f"train loss @ {b:.3g}" for b in budgets], "confirmed at", "confirmed rel L2", "reaches the target"]
     rows = []
     for name, chosen in per_opt.items():
-        errs = [statistics.mean(test_error(r) for r in chosen[b][1]) for b in budgets]
+        errs = [statistics.mean(final_test_error(r) for r in chosen[b][1]) for b in budgets]
         match = matched_budget(budgets, errs, target)
         common = set.intersection(*({r["seed"] for r in chosen[b][1]} for b in budgets))
-        per_seed = [matched_budget(budgets, [next(test_error(r) for r in chosen[b][1] if r["seed"] == s) for b in budgets],
+        per_seed = [matched_budget(budgets, [next(final_test_error(r) for r in chosen[b][1] if r["seed"] == s) for b in budgets],
                                    target) for s in sorted(common)]
         matched = sorted((m for m in per_seed if m[0] is not None), key=lambda m: m[0])
         if name == spec.target:
@@ -160,14 +160,14 @@ def summarize_budgets(records: list[Record], spec: SweepSpec, out: Path, command
         confirmed = ["—", "—", "—"]
         if checks:
             epochs = max(r["epochs"] for r in checks)
-            errors = [test_error(r) for r in checks if r["epochs"] == epochs]
+            errors = [final_test_error(r) for r in checks if r["epochs"] == epochs]
             reached = statistics.mean(errors) <= target
             within = "yes" if reached else "no"
             if len(errors) > 1 and abs(statistics.mean(errors) - target) <= ci95(errors):
                 within += " (within the interval)"
             confirmed = [f"{epochs} epochs ({epochs / spec.epochs:.2f})", mean_ci(errors), within]
         rows.append([name, *[f"{chosen[b][0]:g}{edge[b]}" for b in budgets],
-                     *[mean_ci([test_error(r) for r in chosen[b][1]]) for b in budgets],
+                     *[mean_ci([final_test_error(r) for r in chosen[b][1]]) for b in budgets],
                      budget_text(match, 1.0), seed_text, f"{cost:.2f}" + (" (given)" if name in spec.epoch_cost else ""),
                      wall, *[mean_ci([r["train_loss"][-1] for r in chosen[b][1]]) for b in budgets], *confirmed])
     out.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ import statistics
 from typing import Any
 
 from opspec.sweep.records import TrialSpec, trial_key
-from opspec.sweep.selection import best_lr, selection_split, test_error
+from opspec.sweep.selection import best_lr, selection_split, final_test_error
 from opspec.sweep.spec import SweepSpec, round_lr
 from opspec.sweep.stats import matched_budget
 
@@ -76,7 +76,7 @@ def budget_checks(spec: SweepSpec, done: Records, chosen: dict[str, dict[float, 
 
     def mean_error(name: str, b: float) -> float:
         epochs = spec.budget_epochs(b)
-        return statistics.mean(test_error(done[trial_key(name, chosen[name][b], s, epochs)]) for s in seeds)
+        return statistics.mean(final_test_error(done[trial_key(name, chosen[name][b], s, epochs)]) for s in seeds)
 
     budgets = spec.budgets
     fractions = [spec.budget_epochs(b) / spec.epochs for b in budgets]

@@ -21,7 +21,7 @@ def selection_split(records: Iterable[dict[str, Any]]) -> str:
     return VALIDATION if trained and all(r.get("val_curve") for r in trained) else TEST_FALLBACK
 
 
-def test_error(record: dict[str, Any]) -> float:
+def final_test_error(record: dict[str, Any]) -> float:
     """The final test error at the training resolution (inf for a diverged trial)."""
     if "diverged" in record:
         return math.inf
@@ -32,7 +32,7 @@ def score(record: dict[str, Any], split: str) -> float:
     """What selection minimizes: the last validation error, or the final test error as the fallback."""
     if "diverged" in record:
         return math.inf
-    return record["val_curve"][-1] if split == VALIDATION else test_error(record)
+    return record["val_curve"][-1] if split == VALIDATION else final_test_error(record)
 
 
 def best_lr(runs: list[dict[str, Any]], seeds: Iterable[int], split: str) -> float:
