@@ -48,7 +48,9 @@ def as_sweep(lrs: list[float], args: argparse.Namespace, out: Path) -> float:
            "--extend-edges", "0", "--epochs", str(args.epochs), "--config", args.config, "--out", str(out),
            *args.overrides]
     started = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"the sweep failed (exit {done.returncode}): {(done.stdout + done.stderr)[-2000:]}")
     return time.perf_counter() - started
 
 
