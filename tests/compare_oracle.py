@@ -1,6 +1,8 @@
 """FROZEN ORACLE: tools/compare_optimizers.py as it was at 57dae46, before it became a front-end to
 opspec.sweep; tests/test_sweep.py checks that the sweep's tables agree with the ones this made from the
-same runs. Do not edit: it is the reference, not a tool. The original docstring follows.
+same runs. Do not edit: it is the reference, not a tool. Only its tables are kept (its training and its
+CLI, `train_one` and `main`, are cut so that it imports nothing the trainer may rename). The original
+docstring follows.
 
 Compare optimizers on one problem and model: same data, model, epochs and seeds, a small LR sweep each.
 
@@ -28,13 +30,10 @@ OUT/budgets.png plots error against budget. Each budget's own tables are in OUT/
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
 import statistics
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +42,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from opspec.training.config import load_config  # noqa: E402
-from opspec.training.evaluate import evaluate_model  # noqa: E402
-from opspec.optim import OPTIMIZERS  # noqa: E402
-from opspec.training.trainer import Trainer  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 # The centre of each optimizer's LR sweep: AdamW's tuned Darcy LR; the spectral optimizers all use
@@ -79,30 +74,6 @@ def load_results(path: Path) -> dict[str, dict[str, Any]]:
         return {}
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return {run_key(r["optimizer"], r["lr"], r["seed"], r["epochs"]): r for r in rows}
-
-
-def train_one(config: str | None, overrides: list[str], optimizer: str, lr: float, seed: int, epochs: int,
-              out: Path) -> dict[str, Any]:
-    """One training run; its learning curve and final errors at every evaluation resolution."""
-    cfg = load_config(config, [
-        *overrides, f"optimizer.name={optimizer}", f"optimizer.lr={lr}", f"seed={seed}", f"train.epochs={epochs}",
-        "train.progress=false", f"out_dir={out / 'runs'}", f"run_name={optimizer}_lr{lr:g}_s{seed}",
-    ])
-    started = time.perf_counter()
-    trainer = Trainer(cfg)
-    history = trainer.fit()
-    final = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size,
-                           trainer.device)
-    return {
-        "optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs,
-        "train_resolution": cfg.data.train_resolution,
-        "curve": [h["test_rel_l2"] for h in history],
-        "train_loss": [h["train_loss"] for h in history],
-        "final": {str(r): v["rel_l2_mean"] for r, v in final.items()},
-        "seconds_per_epoch": statistics.median(h["epoch_seconds"] for h in history),
-        "wall_seconds": time.perf_counter() - started,
-        "run_dir": str(trainer.run_dir),
-    }
 
 
 def budget_epochs(epochs: int, budget: float) -> int:
@@ -314,105 +285,3 @@ def plot_budgets(best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("problem")
-    parser.add_argument("model")
-    parser.add_argument("--optimizers", default="adamw,muon", help=f"comma-separated, from {', '.join(OPTIMIZERS)}")
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seeds", default="0", help="comma-separated training seeds")
-    parser.add_argument("--lr-factors", default="0.3,1,3", help="the sweep: multiples of each optimizer's base LR")
-    parser.add_argument("--extend-edges", type=int, default=0,
-                        help="times to extend the sweep past an edge that holds the best LR")
-    parser.add_argument("--confirm-seeds", default="", help="comma-separated seeds trained at each best LR only")
-    parser.add_argument("--base-lr", action="append", default=[], metavar="NAME=LR", help="override a base LR")
-    parser.add_argument("--budgets", default="1",
-                        help="comma-separated fractions of --epochs, e.g. 1,0.5,0.25 (must include 1 when several)")
-    parser.add_argument("--budget-lr-factors", default="0.5,1,2",
-                        help="each smaller budget's sweep: multiples of the best LR at the next larger budget")
-    parser.add_argument("--epoch-cost", action="append", default=[], metavar="NAME=RATIO",
-                        help="seconds per epoch relative to AdamW measured elsewhere (e.g. on an idle machine); "
-                             "default: the ratio of the runs' own medians")
-    parser.add_argument("--config", help="default: configs/<problem>_<model>.yaml")
-    parser.add_argument("--out", help="default: checkpoints/compare_<problem>_<model>")
-    parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. data.n_train=200")
-    args = parser.parse_intermixed_args(argv)
-    optimizers = args.optimizers.split(",")
-    unknown = [o for o in optimizers if o not in OPTIMIZERS]
-    if unknown:
-        parser.error(f"unknown optimizers {unknown}; expected names from {list(OPTIMIZERS)}")
-    config = args.config or str(ROOT / "configs" / f"{args.problem}_{args.model}.yaml")
-    if not Path(config).exists():
-        parser.error(f"{config}: no such config (pass --config)")
-    base = dict(BASE_LR)
-    for item in args.base_lr:
-        name, _, value = item.partition("=")
-        base[name] = float(value)
-    epoch_cost = {}
-    for item in args.epoch_cost:
-        name, _, value = item.partition("=")
-        epoch_cost[name] = float(value)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    factors = [float(f) for f in args.lr_factors.split(",")]
-    budget_factors = [float(f) for f in args.budget_lr_factors.split(",")]
-    confirm = [int(s) for s in args.confirm_seeds.split(",") if s]
-    budgets = sorted({float(b) for b in args.budgets.split(",")}, reverse=True)
-    if any(not 0 < b <= 1 for b in budgets) or (len(budgets) > 1 and (budgets[0] != 1 or "adamw" not in optimizers)):
-        parser.error(f"--budgets {args.budgets}: expected fractions in (0, 1], including 1 and with adamw among "
-                     "the optimizers when several are given (the target is AdamW's full-budget error)")
-    out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}")
-    out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.jsonl"
-    done = load_results(results_path)
-    command = "python tools/compare_optimizers.py " + " ".join(sys.argv[1:] if argv is None else argv)
-
-    def ensure(name: str, lr: float, seed: int, epochs: int) -> dict[str, Any]:
-        key = run_key(name, lr, seed, epochs)
-        if key not in done:
-            print(f"{name} lr {lr:g} seed {seed} epochs {epochs}", flush=True)
-            record = train_one(config, args.overrides, name, lr, seed, epochs, out)
-            print(f"    final {record['final']}  {record['wall_seconds']:.0f} s", flush=True)
-            with results_path.open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            done[key] = record
-        return done[key]
-
-    def sweep(name: str, lrs: list[float], epochs: int) -> list[dict[str, Any]]:
-        """The LR sweep over `seeds`, extended past an edge holding the best LR, then the confirm seeds."""
-        runs = [ensure(name, lr, s, epochs) for lr in lrs for s in seeds]
-        for _ in range(args.extend_edges):
-            lr = best_lr(runs, seeds)
-            if len(lrs) < 2 or lr not in (lrs[0], lrs[-1]):
-                break
-            step = lrs[1] / lrs[0] if lr == lrs[0] else lrs[-1] / lrs[-2]
-            new_lr = _round(lr / step if lr == lrs[0] else lr * step)
-            print(f"{name}: best lr {lr:g} at the sweep's edge ({epochs} epochs); adding {new_lr:g}", flush=True)
-            lrs = sorted([*lrs, new_lr])
-            runs += [ensure(name, new_lr, s, epochs) for s in seeds]
-        lr = best_lr(runs, seeds)
-        return runs + [ensure(name, lr, s, epochs) for s in confirm if s not in seeds]
-
-    by_budget: dict[float, list[dict[str, Any]]] = {b: [] for b in budgets}
-    for name in optimizers:
-        centre = None
-        for b in budgets:
-            epochs = budget_epochs(args.epochs, b)
-            lrs = sweep_lrs(base.get(name, DEFAULT_BASE_LR), factors) if centre is None else sweep_lrs(centre, budget_factors)
-            runs = sweep(name, lrs, epochs)
-            centre = best_lr(runs, seeds)
-            by_budget[b] += runs
-    if len(budgets) == 1:
-        print(summarize(by_budget[budgets[0]], optimizers, seeds, out, command))
-        return 0
-    for b in budgets:
-        folder = out / f"budget_{b:g}"
-        folder.mkdir(exist_ok=True)
-        summarize(by_budget[b], optimizers, seeds, folder, command)
-    print(summarize_budgets(by_budget, optimizers, seeds, out, command, epoch_cost))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
