@@ -55,6 +55,7 @@ def as_sweep(lrs: list[float], args: argparse.Namespace, out: Path) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Time both ways and print the comparison."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lrs", default="0.001,0.002,0.004,0.008", help="one run (trial) per LR")
     parser.add_argument("--epochs", type=int, default=3)

@@ -39,6 +39,7 @@ def train_one(ctx: TrialContext, trial: TrialSpec) -> dict[str, Any]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The old command line of compare_optimizers, plus --ray/--address and --no-confirm-budget."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("problem")
     parser.add_argument("model")
@@ -90,6 +91,7 @@ def spec_from_args(args: argparse.Namespace) -> SweepSpec:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Build the spec from the flags, run it inline or on Ray, print the main table."""
     args = parse_args(argv)
     try:
         spec = spec_from_args(args)

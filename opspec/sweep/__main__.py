@@ -33,6 +33,7 @@ APPEND_FLAGS = {"--lrs": "lrs", "--base-lr": "base_lr", "--epoch-cost": "epoch_c
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    """The command line: sweep flags, Ray's, and a spec file plus overrides as positionals."""
     parser = argparse.ArgumentParser(prog="python -m opspec.sweep", description=__doc__.splitlines()[0])
     for flag, key in FLAGS.items():
         parser.add_argument(flag, dest=key, help=f"spec key {key}")
@@ -92,6 +93,7 @@ def check_configs(spec: SweepSpec) -> None:
 
 @cli_main
 def main(argv: Sequence[str] | None = None) -> int:
+    """Plan, run and report a sweep (or only report it)."""
     args = parse_args(argv)
     spec = spec_from_args(args)
     sweep_dir = Path(args.out or Path("checkpoints") / "sweeps" / spec.name).resolve()

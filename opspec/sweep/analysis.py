@@ -32,10 +32,12 @@ def display(name: str) -> str:
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    """A Markdown table."""
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in rows)]
 
 
 def _write_csv(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """The same table as CSV."""
     with path.open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(header)
@@ -54,10 +56,12 @@ def select(records: list[Record], optimizers: list[str], seeds: list[int], split
 
 
 def _mean_curve(runs: list[Record]) -> list[float]:
+    """The seed-mean test curve, epoch by epoch."""
     return [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
 
 
 def _split_note(split: str) -> str:
+    """The sentence every table carries about the split selection read."""
     if split == TEST_FALLBACK:
         return ("Selection on the TEST split: these runs record no validation error (written before "
                 "val_rel_l2 existed), so the selected test errors are optimistic.")

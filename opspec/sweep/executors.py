@@ -25,10 +25,12 @@ def tune_trial(config: dict[str, Any]) -> None:
 
 
 def _trial_name(trial: Any) -> str:
+    """Ray's name and folder for a trial: opspec's trial key."""
     return TrialSpec(**trial.config["trial"]).key
 
 
 def _import_ray():
+    """Ray and Ray Tune, or one line naming the extra."""
     try:
         import ray
         from ray import tune
@@ -56,6 +58,7 @@ class RayExecutor:
         self.trainable = self.tune.with_resources(tune_trial, {"cpu": spec.cpus_per_trial, "gpu": spec.gpus_per_trial})
 
     def _finish(self, folder: Path, tuner: Any) -> None:
+        """Run a Tune experiment to its end and mark its round done."""
         tuner.fit()
         (folder / DONE_MARK).write_text("done\n")
 
@@ -87,6 +90,7 @@ class RayExecutor:
         self._finish(self.storage / name, tuner)
 
     def close(self) -> None:
+        """Disconnect from Ray (an embedded local Ray stops)."""
         self.ray.shutdown()
 
 
@@ -100,6 +104,7 @@ class InlineExecutor:
         """Nothing to restore: a trial's own run folder carries its progress."""
 
     def run(self, trials: list[TrialSpec]) -> None:
+        """Train each trial in turn; store a record the train function returned without storing it."""
         store = ResultStore(Path(self.ctx.sweep_dir))
         for trial in trials:
             print(f"{trial.optimizer} lr {trial.lr:g} seed {trial.seed} epochs {trial.epochs} ({trial.role})", flush=True)

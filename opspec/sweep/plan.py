@@ -24,10 +24,12 @@ Records = dict[str, dict[str, Any]]
 
 
 def _missing(trials: list[TrialSpec], done: Records) -> list[TrialSpec]:
+    """The trials without a result."""
     return [t for t in trials if t.key not in done]
 
 
 def _runs(done: Records, name: str, lrs: list[float], seeds: list[int], epochs: int) -> list[dict[str, Any]]:
+    """The records of a grid over seeds (all finished)."""
     return [done[trial_key(name, lr, s, epochs)] for lr in lrs for s in seeds]
 
 
@@ -75,6 +77,7 @@ def budget_checks(spec: SweepSpec, done: Records, chosen: dict[str, dict[float, 
     seeds = spec.all_seeds()
 
     def mean_error(name: str, b: float) -> float:
+        """Seed-mean final test error of `name` at its selected LR at budget `b`."""
         epochs = spec.budget_epochs(b)
         return statistics.mean(final_test_error(done[trial_key(name, chosen[name][b], s, epochs)]) for s in seeds)
 

@@ -35,6 +35,7 @@ class TrialSpec:
         return f"{self.optimizer}_lr{self.lr:.6g}_s{self.seed}_e{self.epochs}"
 
     def as_dict(self) -> dict[str, Any]:
+        """The trial as plain data (Ray's param space, the record's fields)."""
         return {"optimizer": self.optimizer, "lr": self.lr, "seed": self.seed, "epochs": self.epochs, "role": self.role}
 
 
@@ -86,13 +87,16 @@ class ResultStore:
         self.folder = Path(sweep_dir) / "results"
 
     def path(self, key: str) -> Path:
+        """Where a trial's record lives."""
         return self.folder / f"{key}.json"
 
     def get(self, key: str) -> dict[str, Any] | None:
+        """A finished trial's record, or None."""
         path = self.path(key)
         return json.loads(path.read_text()) if path.exists() else None
 
     def put(self, record: dict[str, Any]) -> None:
+        """Store a record, atomically."""
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.path(record["key"]), record)
 

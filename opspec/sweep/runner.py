@@ -18,14 +18,18 @@ from opspec.sweep.spec import SweepSpec, spec_dict
 class Executor(Protocol):
     """Runs trials (Ray Tune or inline)."""
 
-    def restore_unfinished(self) -> None: ...
+    def restore_unfinished(self) -> None:
+        """Finish what a killed sweep left running."""
 
-    def run(self, trials: list[TrialSpec]) -> None: ...
+    def run(self, trials: list[TrialSpec]) -> None:
+        """Train every trial of one round."""
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Release what the executor holds."""
 
 
 def _unique(trials: list[TrialSpec]) -> list[TrialSpec]:
+    """Trials without duplicate keys, in order."""
     seen: dict[str, TrialSpec] = {}
     for t in trials:
         seen.setdefault(t.key, t)

@@ -72,6 +72,7 @@ def round_lr(lr: float) -> float:
 
 
 def _numbers(key: str, value: Any, kind: type) -> list:
+    """A list of `kind` from a list, a scalar or comma-separated text; one line naming `key` if not."""
     if isinstance(value, str):
         value = [v for v in value.split(",") if v.strip()]
     if not isinstance(value, (list, tuple)):

@@ -32,6 +32,7 @@ class TrialContext:
     cwd: str = "."
 
     def as_dict(self) -> dict[str, Any]:
+        """The context as plain data (it travels in Ray's param space)."""
         return asdict(self)
 
 
@@ -47,6 +48,7 @@ def trial_argv(ctx: TrialContext, trial: TrialSpec, run_dir: Path) -> list[str]:
 
 
 def _note(sweep_dir: Path, event: dict[str, Any]) -> None:
+    """Append one event to `<sweep>/trials.log`."""
     with (sweep_dir / "trials.log").open("a") as fh:
         fh.write(json.dumps(event) + "\n")
 

@@ -186,6 +186,7 @@ class MlflowLogger(RunLogger):
             return found.experiment_id
 
     def _metrics(self, step: int, prefix: str, values: Mapping[str, Any]) -> None:
+        """Log numeric values under `prefix` at `step`, in batches MLflow accepts."""
         stamp = int(time.time() * 1000)
         metrics = [self.Metric(f"{prefix}{k}", v, stamp, step) for k, v in _numbers(values).items()]
         for i in range(0, len(metrics), 1000):
