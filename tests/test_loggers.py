@@ -47,11 +47,12 @@ class FakeWandb(types.ModuleType):
 def test_none_non_main_and_bad_kind():
     assert not build_logger("none", "/nonexistent", {}).active
     assert type(build_logger("wandb", "/nonexistent", {}, is_main=False)) is RunLogger
-    with pytest.raises(OpspecError, match=r"train.log='mlflow': expected one of \['none', 'tensorboard', 'wandb'\]"):
-        build_logger("mlflow", "/nonexistent", {})
+    with pytest.raises(OpspecError, match=r"train.log='comet': expected one of \['none', 'tensorboard', 'wandb', 'mlflow'\]"):
+        build_logger("comet", "/nonexistent", {})
 
 
-@pytest.mark.parametrize("kind, module", [("wandb", "wandb"), ("tensorboard", "torch.utils.tensorboard")])
+@pytest.mark.parametrize("kind, module", [("wandb", "wandb"), ("tensorboard", "torch.utils.tensorboard"),
+                                          ("mlflow", "mlflow")])
 def test_missing_package_is_one_line(kind, module, monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, module, None)  # import now raises ImportError
     with pytest.raises(OpspecError, match=rf"^train.log={kind}: the {kind} package is not installed \(pip install 'opspec\[{kind}\]'\)$"):
@@ -126,3 +127,41 @@ def test_trainer_logs_steps_epochs_lrs_optimizer_share_and_figures(tiny_override
     assert all(0 < d["epoch/optimizer_share"] < 1 for d in epochs)
     images = {k for d in fake.logged for k, v in d.items() if isinstance(v, tuple) and v[0] == "image"}
     assert images == {"curves", "eval_samples"} and fake.finished == 1
+
+
+def test_mlflow_runs_read_back_through_mlflows_client(tiny_overrides, tmp_path, monkeypatch):
+    """train.log=mlflow: the config as parameters, every epoch record and step value as metrics, the
+    figures as artifacts, read back with MlflowClient from the default file store <out_dir>/mlruns;
+    a resumed run continues the same MLflow run."""
+    import json
+
+    from mlflow import MlflowClient
+
+    from opspec.training.trainer import main as train_main
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_EXPERIMENT_NAME", raising=False)
+    base = tiny_overrides + ["train.log=mlflow", "train.mlflow_experiment=tiny", "run_name=ml"]
+    assert train_main(base + ["train.epochs=1"]) == 0
+    run_dir = tmp_path / "runs" / "ml"
+    assert train_main(["--resume", str(run_dir), "train.epochs=2"]) == 0
+    client = MlflowClient(tracking_uri=(tmp_path / "runs" / "mlruns").as_uri())
+    experiment = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1 and runs[0].info.run_name == "ml" and runs[0].info.status == "FINISHED"
+    run_id = runs[0].info.run_id
+    assert (run_dir / "mlflow_id").read_text().strip() == run_id
+    params = runs[0].data.params
+    assert params["optimizer.name"] == "muon" and params["train.epochs"] == "1" and params["seed"] == "0"
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    steps = 3  # 12 train samples in batches of 4
+    for key in ("train_loss", "test_rel_l2", "lr"):
+        history = client.get_metric_history(run_id, f"epoch/{key}")
+        assert sorted((m.step, m.value) for m in history) == [(r["epoch"] * steps, pytest.approx(r[key])) for r in records]
+    assert [m.step for m in client.get_metric_history(run_id, "step/loss")] == list(range(1, 2 * steps + 1))
+    assert client.get_metric_history(run_id, "step/lr/group0")
+    evaluated = json.loads((run_dir / "eval.json").read_text())
+    final = client.get_metric_history(run_id, "epoch/final_rel_l2_mean_17")
+    assert final[-1].value == pytest.approx(evaluated["17"]["rel_l2_mean"])
+    figures = {a.path for a in client.list_artifacts(run_id, "figures")}
+    assert figures == {"figures/curves", "figures/eval_samples"}

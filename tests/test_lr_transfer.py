@@ -8,12 +8,12 @@ import math
 
 import pytest
 
+from tools import lr_transfer
+
 
 @pytest.fixture(scope="module")
 def transfer():
-    from tools import lr_transfer as module
-
-    return module
+    return lr_transfer
 
 
 def test_variant_overrides(transfer):
@@ -34,20 +34,19 @@ def _optimum(optimizer: str, width: int, resolution: int) -> float:
 
 
 def test_transfer_table(transfer, tmp_path, monkeypatch):
-    compare = transfer._compare_module()
     calls = []
 
-    def train_one(config, overrides, optimizer, lr, seed, epochs, out):
+    def train_one(ctx, trial):
+        optimizer, lr, seed, epochs, overrides = trial.optimizer, trial.lr, trial.seed, trial.epochs, ctx.overrides
         width = int(next(o for o in overrides if o.startswith("model.hidden_channels=")).split("=")[1])
         res = int(next(o for o in overrides if o.startswith("data.train_resolution=")).split("=")[1])
         calls.append((optimizer, lr, width, res))
         err = 0.01 * (1 + math.log2(lr / _optimum(optimizer, width, res)) ** 2)
         return {"optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs, "train_resolution": res,
                 "curve": [err], "train_loss": [err], "final": {str(res): err, "129": err},
-                "seconds_per_epoch": 0.1, "wall_seconds": 0.1, "run_dir": str(out)}
+                "seconds_per_epoch": 0.1, "wall_seconds": 0.1, "run_dir": ctx.sweep_dir}
 
-    monkeypatch.setattr(compare, "train_one", train_one)
-    monkeypatch.setattr(transfer, "_compare_module", lambda: compare)
+    monkeypatch.setattr(transfer, "train_one", train_one)
     argv = ["--variants", "w16,w32,w64,r17,r33", "--epochs", "2", "--base-lr", "adamw=0.01", "--base-lr", "muon=0.02",
             "--out", str(tmp_path)]
     assert transfer.main(argv) == 0

@@ -1,318 +1,45 @@
-"""Compare optimizers on one problem and model: same data, model, epochs and seeds, a small LR sweep each.
+"""Compare optimizers on one problem and model: a front-end to `python -m opspec.sweep` with the old flags.
 
     python -m tools.compare_optimizers darcy fno --optimizers adamw,muon,specmuon --epochs 15 --seeds 0
 
-Every (optimizer, lr, seed) run trains with opspec's Trainer from `configs/<problem>_<model>.yaml`
-(or --config) plus the overrides given, and appends its learning curve and final relative L2 at
-every evaluation resolution to OUT/results.jsonl; a rerun skips the runs already there, so an
-interrupted sweep resumes. For each optimizer the LR with the lowest seed-mean final error at the
-training resolution over the sweep seeds is kept (chosen on the test split: the files have no
-validation split). Where that LR is the smallest or largest swept, the sweep goes one step further
-that way (`--extend-edges` times at most, by the ratio of the two outermost factors); a best LR still
-at the edge is marked "(edge)": the sweep may not have found the best. `--confirm-seeds` are then
-trained at each optimizer's best LR only, and the table's mean ± spread is over the sweep and the
-confirm seeds together. Writes OUT/summary.md, OUT/summary.csv, OUT/sweep.md and OUT/curves.png.
-
-With `--budgets 1,0.5,0.25` each optimizer also trains full schedules of round(E·b) epochs for each
-budget b, with the LR re-swept per budget (centred on its best LR at the next larger budget, by
-`--budget-lr-factors`, edges extended as above) and the same seeds. OUT/budgets.md then gives each
-optimizer's smallest budget that matches AdamW's full-budget error, interpolated on log-log axes between
-the two budgets that bracket it, per seed mean and per seed; and that budget's wall-clock cost relative
-to AdamW's full run (the budget times the ratio of seconds per epoch, the optimizer's own step included);
-OUT/budgets.png plots error against budget. Each budget's own tables are in OUT/budget_<b>/.
+The flags become a sweep spec (docs/sweeps.md): `problem model` → config `configs/<problem>_<model>.yaml`
+(or --config); --optimizers, --epochs, --seeds, --confirm-seeds, --lr-factors, --base-lr NAME=LR,
+--extend-edges, --budgets, --budget-lr-factors and --epoch-cost NAME=RATIO keep their meaning, and
+positional overrides apply to every run. The trials run one by one in this process (as before), or on
+Ray Tune with --ray / --address. OUT (default checkpoints/compare_<problem>_<model>) is the sweep folder:
+results/<trial>.json per finished run (a rerun trains only what is missing; an older OUT/results.jsonl
+is adopted), summary.md/.csv, sweep.md, curves.png, and with several budgets budgets.md/.csv/.png and
+budget_<b>/. The analysis is opspec.sweep's: LRs selected on validation error where the runs record it
+(else on test, labelled), mean ± 95% Student-t interval, final training loss, and each matched budget
+confirmed by a run at the nearest whole number of epochs (--no-confirm-budget to skip).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
-import math
-import statistics
+import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from opspec.training.config import load_config  # noqa: E402
-from opspec.training.evaluate import evaluate_model  # noqa: E402
-from opspec.optim import OPTIMIZERS  # noqa: E402
-from opspec.training.trainer import Trainer  # noqa: E402
+from opspec.core.errors import OpspecError
+from opspec.optim import OPTIMIZERS
+from opspec.sweep.executors import InlineExecutor
+from opspec.sweep.records import ResultStore, TrialSpec, import_results_jsonl
+from opspec.sweep.runner import run_sweep
+from opspec.sweep.spec import SweepSpec, build_spec
+from opspec.sweep.trial import TrialContext, run_trial
 
 ROOT = Path(__file__).resolve().parent.parent
-# The centre of each optimizer's LR sweep: AdamW's tuned Darcy LR; the spectral optimizers all use
-# match_rms_adamw scaling (and the family rescales to the polar factor's norm), so one centre fits them.
-BASE_LR = {"adamw": 3e-3}
-DEFAULT_BASE_LR = 1e-2
 
 
-def run_key(optimizer: str, lr: float, seed: int, epochs: int) -> str:
-    return f"{optimizer}|{lr:.6g}|{seed}|{epochs}"
+def train_one(ctx: TrialContext, trial: TrialSpec) -> dict[str, Any]:
+    """One training run and its record (tests replace this with a synthetic error surface)."""
+    return run_trial(ctx, trial)
 
 
-def _round(lr: float) -> float:
-    """LRs to six significant digits, so a rerun's keys match the stored ones."""
-    return float(f"{lr:.6g}")
-
-
-def sweep_lrs(base: float, factors: list[float]) -> list[float]:
-    return sorted(_round(base * f) for f in factors)
-
-
-def _edge_mark(lr: float, swept: Any) -> str:
-    """" (edge)" when the chosen LR is the smallest or largest of several swept: the best may lie beyond."""
-    lrs = sorted(set(swept))
-    return " (edge)" if len(lrs) > 1 and lr in (lrs[0], lrs[-1]) else ""
-
-
-def load_results(path: Path) -> dict[str, dict[str, Any]]:
-    if not path.exists():
-        return {}
-    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return {run_key(r["optimizer"], r["lr"], r["seed"], r["epochs"]): r for r in rows}
-
-
-def train_one(config: str | None, overrides: list[str], optimizer: str, lr: float, seed: int, epochs: int,
-              out: Path) -> dict[str, Any]:
-    """One training run; its learning curve and final errors at every evaluation resolution."""
-    cfg = load_config(config, [
-        *overrides, f"optimizer.name={optimizer}", f"optimizer.lr={lr}", f"seed={seed}", f"train.epochs={epochs}",
-        "train.progress=false", f"out_dir={out / 'runs'}", f"run_name={optimizer}_lr{lr:g}_s{seed}",
-    ])
-    started = time.perf_counter()
-    trainer = Trainer(cfg)
-    history = trainer.fit()
-    final = evaluate_model(trainer.net, trainer.file, list(cfg.data.eval_resolutions), cfg.train.eval_batch_size,
-                           trainer.device)
-    return {
-        "optimizer": optimizer, "lr": lr, "seed": seed, "epochs": epochs,
-        "train_resolution": cfg.data.train_resolution,
-        "curve": [h["test_rel_l2"] for h in history],
-        "train_loss": [h["train_loss"] for h in history],
-        "final": {str(r): v["rel_l2_mean"] for r, v in final.items()},
-        "seconds_per_epoch": statistics.median(h["epoch_seconds"] for h in history),
-        "wall_seconds": time.perf_counter() - started,
-        "run_dir": str(trainer.run_dir),
-    }
-
-
-def budget_epochs(epochs: int, budget: float) -> int:
-    """Epochs of a schedule at `budget` times the full length (at least one)."""
-    return max(1, round(epochs * budget))
-
-
-def matched_budget(budgets: list[float], errors: list[float], target: float) -> tuple[float | None, str]:
-    """The smallest budget whose error reaches `target`, interpolated linearly in (log budget, log error).
-
-    Returns (budget, relation): relation "=" for an interpolated or exact match, "≤" when even the
-    smallest budget reaches the target (the match may lie lower), and (None, ">") when none does.
-    """
-    points = sorted(zip(budgets, errors))
-    for i, (b, e) in enumerate(points):
-        if e <= target:
-            if i == 0:
-                return b, "≤" if e < target else "="
-            b_hi_err, e_hi_err = points[i - 1]
-            t = (math.log(e_hi_err) - math.log(target)) / (math.log(e_hi_err) - math.log(e))
-            return math.exp(math.log(b_hi_err) + t * (math.log(b) - math.log(b_hi_err))), "="
-    return None, ">"
-
-
-def _budget_text(match: tuple[float | None, str], top: float) -> str:
-    b, rel = match
-    if b is None:
-        return f"> {top:g}"
-    return f"{'≤ ' if rel == '≤' else ''}{b:.2f}"
-
-
-def _mean_spread(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.4f}"
-    return f"{statistics.mean(values):.4f} ± {(max(values) - min(values)) / 2:.4f}"
-
-
-def best_lr(runs: list[dict[str, Any]], seeds: list[int]) -> float:
-    """The LR with the lowest mean final error at the training resolution over `seeds`."""
-    train_res = str(runs[0]["train_resolution"])
-    by_lr: dict[float, list[float]] = {}
-    for r in runs:
-        if r["seed"] in seeds:
-            by_lr.setdefault(r["lr"], []).append(r["final"][train_res])
-    return min(by_lr, key=lambda lr: statistics.mean(by_lr[lr]))
-
-
-def summarize(results: list[dict[str, Any]], optimizers: list[str], seeds: list[int], out: Path, command: str) -> str:
-    """Best LR per optimizer (chosen on `seeds`), its errors over all seeds run there (mean ± half-range),
-    epochs to AdamW's final error; the sweep table over `seeds`."""
-    by_opt: dict[str, dict[float, list[dict[str, Any]]]] = {}
-    for r in results:
-        by_opt.setdefault(r["optimizer"], {}).setdefault(r["lr"], []).append(r)
-    train_res = str(results[0]["train_resolution"])
-    resolutions = list(results[0]["final"])
-    best: dict[str, tuple[float, list[dict[str, Any]]]] = {}
-    for name in optimizers:
-        if name in by_opt:
-            lr = best_lr([r for runs in by_opt[name].values() for r in runs], seeds)
-            best[name] = (lr, sorted(by_opt[name][lr], key=lambda r: r["seed"]))
-
-    def mean_curve(runs: list[dict[str, Any]]) -> list[float]:
-        return [statistics.mean(c) for c in zip(*(r["curve"] for r in runs))]
-
-    target = mean_curve(best["adamw"][1])[-1] if "adamw" in best else None
-    header = ["optimizer", "best lr", *[f"rel L2 @ {r}" + (" (train)" if r == train_res else "") for r in resolutions],
-              "epochs to AdamW's final error", "s / epoch", "seeds"]
-    rows = []
-    for name, (lr, runs) in best.items():
-        curve = mean_curve(runs)
-        reach = next((i + 1 for i, v in enumerate(curve) if target is not None and v <= target), None)
-        rows.append([name, f"{lr:g}{_edge_mark(lr, by_opt[name])}", *[_mean_spread([r["final"][res] for r in runs]) for res in resolutions],
-                     "—" if reach is None else f"{reach} of {len(curve)}",
-                     f"{statistics.median(r['seconds_per_epoch'] for r in runs):.2f}", str(len(runs))])
-    with (out / "summary.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(row) + " |" for row in rows]
-    sweep = ["| optimizer | " + " | ".join(f"lr {lr:g}" for lr in sorted({r["lr"] for r in results})) + " |"]
-    all_lrs = sorted({r["lr"] for r in results})
-    sweep.append("|" + "---|" * (len(all_lrs) + 1))
-    for name in optimizers:
-        cells = []
-        for lr in all_lrs:
-            runs = [r for r in by_opt.get(name, {}).get(lr, []) if r["seed"] in seeds]
-            cells.append(f"{statistics.mean(r['final'][train_res] for r in runs):.4f}" if runs else "")
-        sweep.append(f"| {name} | " + " | ".join(cells) + " |")
-    (out / "sweep.md").write_text(f"Final relative L2 at the training resolution {train_res}, mean over seeds "
-                                  f"{', '.join(map(str, seeds))}\n\n"
-                                  + "\n".join(sweep) + "\n")
-    plot_curves(best, out / "curves.png", target)
-    text = (f"Command: `{command}`\n\n" + "\n".join(table) + "\n\nLR sweep (final rel L2 at "
-            f"{train_res}, mean over seeds {', '.join(map(str, seeds))}):\n\n" + "\n".join(sweep) + "\n")
-    (out / "summary.md").write_text(text)
-    return text
-
-
-def plot_curves(best: dict[str, tuple[float, list[dict[str, Any]]]], path: Path, target: float | None) -> None:
-    """Test relative L2 per epoch at each optimizer's best LR: seed mean, with the seeds' range shaded."""
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for name, (lr, runs) in best.items():
-        curves = list(zip(*(r["curve"] for r in runs)))
-        epochs = range(1, len(curves) + 1)
-        line, = ax.plot(epochs, [statistics.mean(c) for c in curves], label=f"{name} (lr {lr:g})")
-        if len(runs) > 1:
-            ax.fill_between(epochs, [min(c) for c in curves], [max(c) for c in curves], color=line.get_color(), alpha=0.2)
-    if target is not None:
-        ax.axhline(target, color="gray", ls=":", lw=1, label="AdamW final")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("test relative L2 (training resolution)")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def _best_runs(runs: list[dict[str, Any]], seeds: list[int]) -> tuple[float, list[dict[str, Any]]]:
-    """The best LR over `seeds` and every run (any seed) at it."""
-    lr = best_lr(runs, seeds)
-    return lr, sorted((r for r in runs if r["lr"] == lr), key=lambda r: r["seed"])
-
-
-def summarize_budgets(by_budget: dict[float, list[dict[str, Any]]], optimizers: list[str], seeds: list[int],
-                      out: Path, command: str, epoch_cost: dict[str, float]) -> str:
-    """Per optimizer: best LR and error at each budget, the smallest budget matching AdamW's full-budget
-    error (seed mean, and the range over seeds), and its wall-clock cost relative to AdamW's full run."""
-    nominal = sorted(by_budget, reverse=True)
-    top = nominal[0]
-    first = next(iter(by_budget[top]))
-    train_res = str(first["train_resolution"])
-    # The budgets as trained: round(E·b) epochs out of E, so 8 of 15 epochs counts as 0.533, not 0.5.
-    fraction = {b: top * by_budget[b][0]["epochs"] / first["epochs"] for b in nominal}
-    by_budget = {fraction[b]: by_budget[b] for b in nominal}
-    budgets = [fraction[b] for b in nominal]
-    best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]] = {}
-    for name in optimizers:
-        for b in budgets:
-            runs = [r for r in by_budget[b] if r["optimizer"] == name]
-            if runs:
-                best.setdefault(name, {})[b] = _best_runs(runs, seeds)
-    adamw_full = best["adamw"][top][1]
-    target = statistics.mean(r["final"][train_res] for r in adamw_full)
-    adamw_sec = statistics.median(r["seconds_per_epoch"] for r in adamw_full)
-    header = ["optimizer", *[f"lr @ {b:.3g}" for b in budgets], *[f"rel L2 @ {b:.3g}" for b in budgets],
-              "budget to AdamW's full error", "per seed", "s / epoch vs AdamW", "wall-clock vs AdamW's full run"]
-    rows = []
-    for name, per_budget in best.items():
-        errs = [statistics.mean(r["final"][train_res] for r in per_budget[b][1]) for b in budgets]
-        match = matched_budget(budgets, errs, target)
-        common = set.intersection(*({r["seed"] for r in per_budget[b][1]} for b in budgets))
-        per_seed = [matched_budget(budgets, [next(r["final"][train_res] for r in per_budget[b][1] if r["seed"] == s)
-                                             for b in budgets], target) for s in sorted(common)]
-        matched = sorted((m for m in per_seed if m[0] is not None), key=lambda m: m[0])
-        if name == "adamw":
-            seed_text = "(the target)"
-        elif len(per_seed) < 2:
-            seed_text = ""
-        elif len(matched) < len(per_seed):
-            seed_text = f"{len(per_seed) - len(matched)} of {len(per_seed)} seeds > {top:g}"
-        else:
-            seed_text = f"{_budget_text(matched[0], top)}–{_budget_text(matched[-1], top)}"
-        sec = statistics.median(r["seconds_per_epoch"] for r in per_budget[top][1])
-        cost = epoch_cost.get(name, sec / adamw_sec)
-        wall = "—" if match[0] is None else f"{'≤ ' if match[1] == '≤' else ''}{match[0] * cost / top:.2f}"
-        edge = {b: _edge_mark(per_budget[b][0], [r["lr"] for r in by_budget[b] if r["optimizer"] == name])
-                for b in budgets}
-        rows.append([name, *[f"{per_budget[b][0]:g}{edge[b]}" for b in budgets],
-                     *[_mean_spread([r["final"][train_res] for r in per_budget[b][1]]) for b in budgets],
-                     _budget_text(match, top), seed_text, f"{cost:.2f}" + ("" if name not in epoch_cost else " (given)"),
-                     wall])
-    with (out / "budgets.csv").open("w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(header)
-        writer.writerows(rows)
-    plot_budgets(best, budgets, train_res, target, out / "budgets.png")
-    table = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    table += ["| " + " | ".join(row) + " |" for row in rows]
-    epochs = ", ".join(f"{by_budget[b][0]['epochs']} ({b:.3g})" for b in budgets)
-    text = (f"Command: `{command}`\n\nRelative L2 at the training resolution {train_res} (mean ± half-range over "
-            f"seeds, each budget at its own best LR); AdamW's full-budget error {target:.4f}. Epochs per budget: "
-            f"{epochs}.\n\n"
-            + "\n".join(table) + "\n")
-    (out / "budgets.md").write_text(text)
-    return text
-
-
-def plot_budgets(best: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]], budgets: list[float],
-                 train_res: str, target: float, path: Path) -> None:
-    """Final error against training budget, log-log: seed mean with the seeds' range as error bars."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
-    xs = sorted(budgets)
-    for name, per_budget in best.items():
-        vals = [[r["final"][train_res] for r in per_budget[b][1]] for b in xs]
-        means = [statistics.mean(v) for v in vals]
-        ax.errorbar(xs, means, yerr=[[m - min(v) for m, v in zip(means, vals)], [max(v) - m for m, v in zip(means, vals)]],
-                    marker="o", capsize=3, label=name)
-    ax.axhline(target, color="gray", ls=":", lw=1, label="AdamW, full budget")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xticks(xs, [f"{b:.3g}" for b in xs])
-    ax.set_xlabel("training budget (fraction of the full schedule)")
-    ax.set_ylabel(f"final test relative L2 at {train_res}")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The old command line of compare_optimizers, plus --ray/--address and --no-confirm-budget."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("problem")
     parser.add_argument("model")
@@ -331,82 +58,59 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epoch-cost", action="append", default=[], metavar="NAME=RATIO",
                         help="seconds per epoch relative to AdamW measured elsewhere (e.g. on an idle machine); "
                              "default: the ratio of the runs' own medians")
+    parser.add_argument("--no-confirm-budget", action="store_true", help="do not train the matched budgets")
+    parser.add_argument("--log", default="none", help="train.log of every run (none, tensorboard, wandb, mlflow)")
+    parser.add_argument("--ray", action="store_true", help="run the trials on an embedded local Ray (opspec[sweep])")
+    parser.add_argument("--address", help="run the trials on this running Ray cluster")
     parser.add_argument("--config", help="default: configs/<problem>_<model>.yaml")
     parser.add_argument("--out", help="default: checkpoints/compare_<problem>_<model>")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run, e.g. data.n_train=200")
-    args = parser.parse_intermixed_args(argv)
-    optimizers = args.optimizers.split(",")
-    unknown = [o for o in optimizers if o not in OPTIMIZERS]
-    if unknown:
-        parser.error(f"unknown optimizers {unknown}; expected names from {list(OPTIMIZERS)}")
+    return parser.parse_intermixed_args(argv)
+
+
+def spec_from_args(args: argparse.Namespace) -> SweepSpec:
+    """The sweep spec the flags describe."""
     config = args.config or str(ROOT / "configs" / f"{args.problem}_{args.model}.yaml")
     if not Path(config).exists():
-        parser.error(f"{config}: no such config (pass --config)")
-    base = dict(BASE_LR)
-    for item in args.base_lr:
-        name, _, value = item.partition("=")
-        base[name] = float(value)
-    epoch_cost = {}
-    for item in args.epoch_cost:
-        name, _, value = item.partition("=")
-        epoch_cost[name] = float(value)
-    seeds = [int(s) for s in args.seeds.split(",")]
-    factors = [float(f) for f in args.lr_factors.split(",")]
-    budget_factors = [float(f) for f in args.budget_lr_factors.split(",")]
-    confirm = [int(s) for s in args.confirm_seeds.split(",") if s]
-    budgets = sorted({float(b) for b in args.budgets.split(",")}, reverse=True)
-    if any(not 0 < b <= 1 for b in budgets) or (len(budgets) > 1 and (budgets[0] != 1 or "adamw" not in optimizers)):
-        parser.error(f"--budgets {args.budgets}: expected fractions in (0, 1], including 1 and with adamw among "
-                     "the optimizers when several are given (the target is AdamW's full-budget error)")
-    out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}")
+        raise OpspecError(f"{config}: no such config (pass --config)")
+    budgets = [float(b) for b in args.budgets.split(",")]
+    if len(budgets) > 1 and "adamw" not in args.optimizers.split(","):
+        raise OpspecError(f"--budgets {args.budgets}: expected fractions in (0, 1], including 1 and with adamw among "
+                          "the optimizers when several are given (the target is AdamW's full-budget error)")
+    if any(not 0 < b <= 1 for b in budgets) or max(budgets) != 1:
+        raise OpspecError(f"--budgets {args.budgets}: expected fractions in (0, 1], including 1")
+    return build_spec({
+        "name": f"compare_{args.problem}_{args.model}", "config": str(Path(config).resolve()),
+        "overrides": args.overrides, "optimizers": args.optimizers, "lr_factors": args.lr_factors,
+        "base_lr": [b for b in args.base_lr if b.partition("=")[0] in args.optimizers.split(",")],
+        "extend_edges": args.extend_edges, "epochs": args.epochs, "budgets": budgets,
+        "budget_lr_factors": args.budget_lr_factors, "seeds": args.seeds, "confirm_seeds": args.confirm_seeds,
+        "epoch_cost": [c for c in args.epoch_cost if c.partition("=")[0] in args.optimizers.split(",")],
+        "confirm_budget": not args.no_confirm_budget, "log": args.log,
+    })
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the spec from the flags, run it inline or on Ray, print the main table."""
+    args = parse_args(argv)
+    try:
+        spec = spec_from_args(args)
+    except OpspecError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}").resolve()
     out.mkdir(parents=True, exist_ok=True)
-    results_path = out / "results.jsonl"
-    done = load_results(results_path)
+    import_results_jsonl(out / "results.jsonl", ResultStore(out))
+    ctx = TrialContext(sweep_dir=str(out), config=spec.config, overrides=list(spec.overrides), experiment=spec.name,
+                       log=spec.log, cwd=os.getcwd())
+    if args.ray or args.address:
+        from opspec.sweep.executors import RayExecutor
+
+        executor: Any = RayExecutor(spec, ctx, args.address)
+    else:
+        executor = InlineExecutor(ctx, train=lambda c, t: train_one(c, t))
     command = "python -m tools.compare_optimizers " + " ".join(sys.argv[1:] if argv is None else argv)
-
-    def ensure(name: str, lr: float, seed: int, epochs: int) -> dict[str, Any]:
-        key = run_key(name, lr, seed, epochs)
-        if key not in done:
-            print(f"{name} lr {lr:g} seed {seed} epochs {epochs}", flush=True)
-            record = train_one(config, args.overrides, name, lr, seed, epochs, out)
-            print(f"    final {record['final']}  {record['wall_seconds']:.0f} s", flush=True)
-            with results_path.open("a") as fh:
-                fh.write(json.dumps(record) + "\n")
-            done[key] = record
-        return done[key]
-
-    def sweep(name: str, lrs: list[float], epochs: int) -> list[dict[str, Any]]:
-        """The LR sweep over `seeds`, extended past an edge holding the best LR, then the confirm seeds."""
-        runs = [ensure(name, lr, s, epochs) for lr in lrs for s in seeds]
-        for _ in range(args.extend_edges):
-            lr = best_lr(runs, seeds)
-            if len(lrs) < 2 or lr not in (lrs[0], lrs[-1]):
-                break
-            step = lrs[1] / lrs[0] if lr == lrs[0] else lrs[-1] / lrs[-2]
-            new_lr = _round(lr / step if lr == lrs[0] else lr * step)
-            print(f"{name}: best lr {lr:g} at the sweep's edge ({epochs} epochs); adding {new_lr:g}", flush=True)
-            lrs = sorted([*lrs, new_lr])
-            runs += [ensure(name, new_lr, s, epochs) for s in seeds]
-        lr = best_lr(runs, seeds)
-        return runs + [ensure(name, lr, s, epochs) for s in confirm if s not in seeds]
-
-    by_budget: dict[float, list[dict[str, Any]]] = {b: [] for b in budgets}
-    for name in optimizers:
-        centre = None
-        for b in budgets:
-            epochs = budget_epochs(args.epochs, b)
-            lrs = sweep_lrs(base.get(name, DEFAULT_BASE_LR), factors) if centre is None else sweep_lrs(centre, budget_factors)
-            runs = sweep(name, lrs, epochs)
-            centre = best_lr(runs, seeds)
-            by_budget[b] += runs
-    if len(budgets) == 1:
-        print(summarize(by_budget[budgets[0]], optimizers, seeds, out, command))
-        return 0
-    for b in budgets:
-        folder = out / f"budget_{b:g}"
-        folder.mkdir(exist_ok=True)
-        summarize(by_budget[b], optimizers, seeds, folder, command)
-    print(summarize_budgets(by_budget, optimizers, seeds, out, command, epoch_cost))
+    print(run_sweep(spec, out, executor, command))
     return 0
 
 

@@ -6,8 +6,10 @@ Each variant is the Darcy FNO of `configs/darcy_fno.yaml` with one change: `wN` 
 (hidden channels) to N at the 33 × 33 training grid, `rN` trains at N × N with width 32 (`w32` and
 `r33` are the same model and share their runs). For each variant `tools/compare_optimizers.py` sweeps
 every optimizer's LR on one grid of factors (the same LRs for every variant, so "one sweep step" means
-the same thing everywhere), extending past an edge that holds the best. Runs are cached per variant
-under OUT/<variant>/, so variants can be trained by separate processes and summarised by a last call.
+the same thing everywhere), extending past an edge that holds the best: one opspec.sweep per variant,
+trained in this process (or on Ray with --ray / --address), each LR chosen by the sweep's selection
+(validation error where the runs record it). Each variant's sweep folder is OUT/<variant>/ (finished
+runs are never retrained), so variants can be trained by separate processes and summarised by a last call.
 Writes OUT/transfer.md (best LR per variant and optimizer, and how far it moves, in sweep steps) and
 OUT/transfer.png (error against LR per variant, each curve divided by its own minimum).
 """
@@ -15,19 +17,32 @@ OUT/transfer.png (error against LR per variant, each curve divided by its own mi
 from __future__ import annotations
 
 import argparse
-import json
 import math
+import os
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from opspec.sweep.executors import InlineExecutor  # noqa: E402
+from opspec.sweep.records import ResultStore, TrialSpec, import_results_jsonl  # noqa: E402
+from opspec.sweep.runner import records, run_sweep  # noqa: E402
+from opspec.sweep.selection import score, selection_split  # noqa: E402
+from opspec.sweep.spec import build_spec  # noqa: E402
+from opspec.sweep.trial import TrialContext, run_trial  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BASE_WIDTH, BASE_RESOLUTION = 32, 33
+
+
+def train_one(ctx: TrialContext, trial: TrialSpec) -> dict[str, Any]:
+    """One training run and its record (tests replace this with a synthetic error surface)."""
+    return run_trial(ctx, trial)
 
 
 def variant_overrides(variant: str) -> tuple[str, list[str]]:
@@ -103,16 +118,33 @@ def plot(sweeps: dict[str, dict[str, dict[float, float]]], optimizers: list[str]
 
 
 def read_sweep(folder: Path, epochs: int, seed: int) -> dict[str, dict[float, float]]:
-    """optimizer → lr → final error at the training resolution, from a compare_optimizers results file."""
+    """optimizer → lr → the selection score (validation error, or test for runs without it) of a sweep folder."""
+    import_results_jsonl(folder / "results.jsonl", ResultStore(folder))  # a cache written before the sweep
+    found = [r for r in records(folder) if r["epochs"] == epochs and r["seed"] == seed]
+    split = selection_split(found)
     result: dict[str, dict[float, list[float]]] = {}
-    path = folder / "results.jsonl"
-    for line in path.read_text().splitlines() if path.exists() else []:
-        if line.strip():
-            r = json.loads(line)
-            if r["epochs"] == epochs and r["seed"] == seed:
-                result.setdefault(r["optimizer"], {}).setdefault(r["lr"], []).append(
-                    r["final"][str(r["train_resolution"])])
+    for r in found:
+        result.setdefault(r["optimizer"], {}).setdefault(r["lr"], []).append(score(r, split))
     return {o: {lr: statistics.mean(v) for lr, v in per.items()} for o, per in result.items()}
+
+
+def sweep_variant(folder: Path, overrides: list[str], args: argparse.Namespace) -> None:
+    """One variant's LR sweep (opspec.sweep): every optimizer on the shared grid, edges extended."""
+    spec = build_spec({"name": f"lr_transfer_{folder.name}", "config": str(ROOT / "configs" / "darcy_fno.yaml"),
+                       "overrides": overrides, "optimizers": args.optimizers, "epochs": args.epochs,
+                       "seeds": [args.seed], "lr_factors": args.lr_factors,
+                       "base_lr": [b for b in args.base_lr if b.partition("=")[0] in args.optimizers.split(",")],
+                       "extend_edges": args.extend_edges, "log": "none"})
+    import_results_jsonl(folder / "results.jsonl", ResultStore(folder))
+    ctx = TrialContext(sweep_dir=str(folder), config=spec.config, overrides=overrides, experiment=spec.name,
+                       log=spec.log, cwd=os.getcwd())
+    if args.ray or args.address:
+        from opspec.sweep.executors import RayExecutor
+
+        executor: Any = RayExecutor(spec, ctx, args.address)
+    else:
+        executor = InlineExecutor(ctx, train=lambda c, t: train_one(c, t))
+    run_sweep(spec, folder, executor, "python -m tools.lr_transfer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,22 +158,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--base-lr", action="append", default=["adamw=9e-3", "muon=3e-2"], metavar="NAME=LR")
     parser.add_argument("--extend-edges", type=int, default=1)
     parser.add_argument("--summarize-only", action="store_true", help="train nothing; tabulate what is cached")
+    parser.add_argument("--ray", action="store_true", help="run the trials on an embedded local Ray (opspec[sweep])")
+    parser.add_argument("--address", help="run the trials on this running Ray cluster")
     parser.add_argument("--out", default=str(ROOT / "checkpoints" / "lr_transfer"))
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     factors = sorted(float(f) for f in args.lr_factors.split(","))
     step = factors[1] / factors[0] if len(factors) > 1 else 2.0
-    from tools import compare_optimizers as compare
-
     sweeps: dict[str, dict[str, dict[float, float]]] = {}
     for variant in args.variants.split(","):
         folder, overrides = variant_overrides(variant)
         if not args.summarize_only:
-            compare.main(["darcy", "fno", "--optimizers", args.optimizers, "--epochs", str(args.epochs),
-                          "--seeds", str(args.seed), "--lr-factors", args.lr_factors,
-                          "--extend-edges", str(args.extend_edges), *[f"--base-lr={b}" for b in args.base_lr],
-                          "--out", str(out / folder), *overrides])
+            sweep_variant(out / folder, overrides, args)
         sweeps[variant] = read_sweep(out / folder, args.epochs, args.seed)
     command = "python -m tools.lr_transfer " + " ".join(sys.argv[1:] if argv is None else argv)
     print(summarize(sweeps, args.optimizers.split(","), step, out, command))

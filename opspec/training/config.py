@@ -99,7 +99,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (on the CPU it needs a C++ compiler)
     grad_clip: Optional[float] = None  # clip the global gradient norm (complex: over re and im) to this; null: off
     warmup_epochs: int = 0  # the LR rises linearly, step by step, over these epochs before train.scheduler
-    log: str = "none"  # none | tensorboard | wandb (offline unless WANDB_MODE is set); rank 0 logs
+    log: str = "none"  # none | tensorboard | wandb (offline unless WANDB_MODE is set) | mlflow; rank 0 logs
+    mlflow_uri: str = ""  # train.log=mlflow's tracking URI; empty: MLFLOW_TRACKING_URI, else file store <out_dir>/mlruns
+    mlflow_experiment: str = ""  # the MLflow experiment; empty: MLFLOW_EXPERIMENT_NAME, else "opspec"
 
 
 @dataclass

@@ -121,7 +121,8 @@ RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "eval.json"
 RESUME_HONOURED = ("train.epochs", "optimizer.lr")  # deliberately: the schedule is rebuilt
 RESUME_NEUTRAL = ("train.device", "train.progress", "train.num_workers", "train.eval_batch_size",
                   "train.keep_freed_memory", "train.dist_timeout_s", "data.path", "data.generate", "data.in_memory",
-                  "data.eval_resolutions", "out_dir", "run_name", "train.compile", "train.log")  # how the run is carried out, not what it computes
+                  "data.eval_resolutions", "out_dir", "run_name", "train.compile", "train.log",
+                  "train.mlflow_uri", "train.mlflow_experiment")  # how the run is carried out, not what it computes
 
 
 def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
