@@ -202,3 +202,33 @@ def test_budgets_count_the_epochs_actually_trained(compare, tmp_path, monkeypatc
     e_lo, e_hi, target = 0.006 * 15 / 8 - 1e-4, 0.006 - 1e-4, 0.01 - 1e-4
     t = math.log(e_lo / target) / math.log(e_lo / e_hi)
     assert f"| {math.exp(math.log(8 / 15) + t * math.log(15 / 8)):.2f} |" in muon
+
+
+def test_budget_table_keeps_the_old_columns(compare, tmp_path, monkeypatch):
+    """On the same runs (one seed), the budget table's old columns are cell for cell what the old
+    compare_optimizers (tests/compare_oracle.py) made; the new columns follow them."""
+    import compare_oracle
+
+    from opspec.sweep.runner import records
+
+    monkeypatch.setattr(compare, "train_one", _fake_budget_train([], 8))
+    optimizers = ["adamw", "muon", "adam_p0", "momentum_p1"]
+    assert compare.main(["darcy", "fno", "--optimizers", ",".join(optimizers), "--epochs", "8", "--seeds", "0",
+                         "--lr-factors", "0.5,1,2", "--budget-lr-factors", "0.5,1,2", "--extend-edges", "1",
+                         "--budgets", "1,0.5,0.25", "--base-lr", "adamw=0.01", "--no-confirm-budget",
+                         "--out", str(tmp_path / "new")]) == 0
+    runs = records(tmp_path / "new")
+    by_budget = {b: [r for r in runs if r["epochs"] == round(8 * b)] for b in (1, 0.5, 0.25)}
+    (tmp_path / "old").mkdir()
+    compare_oracle.summarize_budgets(by_budget, optimizers, [0], tmp_path / "old", "oracle", {})
+
+    def table(path):
+        return {cells[0]: cells for cells in ([c.strip() for c in line.strip().strip("|").split("|")]
+                                              for line in path.read_text().splitlines()
+                                              if line.startswith("| ") and "---" not in line)}
+
+    old, new = table(tmp_path / "old" / "budgets.md"), table(tmp_path / "new" / "budgets.md")
+    assert old.keys() == new.keys() == {"optimizer", *optimizers}
+    assert all(new[k][:len(old[k])] == old[k] for k in old)
+    assert new["optimizer"][len(old["optimizer"]):] == [
+        "train loss @ 1", "train loss @ 0.5", "train loss @ 0.25", "confirmed at", "confirmed rel L2", "reaches the target"]

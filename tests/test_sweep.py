@@ -148,13 +148,13 @@ def test_sweep_on_local_ray_killed_midway_resumes_and_matches_compare(darcy_file
     cmd = [sys.executable, "-m", "opspec.sweep", "--num-cpus", "2", "--out", str(out), "--optimizers", "adamw,muon",
            "--lrs", "adamw=0.001,0.003,0.009", "--lrs", "muon=0.003,0.01,0.03", "--extend-edges", "0", "--epochs", "1",
            "--log", "none", *TINY_OVERRIDES, f"data.path={darcy_file}"]
-    log = (tmp_path / "first.log").open("w")
-    first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        while len(list((out / "results").glob("*.json"))) < 2 and first.poll() is None:
-            time.sleep(0.1)
-    finally:
-        _kill_tree(first)
+    with (tmp_path / "first.log").open("w") as log:
+        first = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while len(list((out / "results").glob("*.json"))) < 2 and first.poll() is None:
+                time.sleep(0.1)
+        finally:
+            _kill_tree(first)
     finished = {p.stem for p in (out / "results").glob("*.json")}
     started = {s["key"] for s in trial_starts(out)}
     assert 2 <= len(finished) < 6, (tmp_path / "first.log").read_text()[-3000:]
