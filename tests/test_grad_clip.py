@@ -72,9 +72,10 @@ def test_resume_is_bitwise_with_clipping_and_warmup(tiny_overrides, tmp_path):
     full = Trainer(cfg, run_dir=tmp_path / "full")
     history = full.fit()
     base = full.optimizer.param_groups[0]["initial_lr"]
-    # 12 samples in batches of 4: 3 steps per epoch; the record's lr is its last step's: 3/6, 6/6, then
-    # cosine over the 2 epochs after the warm-up, ½(1 + cos(π·e/2)) for e = 0, 1
-    assert [r["lr"] / base for r in history] == pytest.approx([0.5, 1.0, 1.0, 0.5], rel=1e-12)
+    # 11 samples (1 of 12 held out) in batches of 4: 3 steps per epoch; the record's lr is its last step's:
+    # 3/6, 6/6, then the per-step cosine over the 6 steps after the warm-up, ½(1 + cos(π·s/6)) for s = 2, 5
+    expected = [0.5, 1.0, 0.5 * (1 + math.cos(math.pi * 2 / 6)), 0.5 * (1 + math.cos(math.pi * 5 / 6))]
+    assert [r["lr"] / base for r in history] == pytest.approx(expected, rel=1e-12)
     stopped = Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[stop_after_2])
     with pytest.raises(Stop):
         stopped.fit()

@@ -10,6 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from opspec.core.errors import OpspecError
+from opspec.training.config import load_config
 from opspec.training.schedule import build_scheduler, lr_factor
 
 
@@ -116,3 +118,17 @@ def test_a_three_epoch_run_ends_at_zero_per_step_and_at_a_quarter_per_epoch():
     assert per_epoch[29] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="train.schedule_unit='epochs'"):
         lr_factor(0, 10, 3, unit="epochs")
+
+
+def test_warmup_steps_add_to_the_warmup_and_the_cosine_still_ends_at_zero():
+    # 3 epochs of 3 steps, 4 warm-up steps: 1/4 … 4/4, then T = 9 − 4 = 5 cosine steps
+    opt = _optimizer()
+    lrs = _run(opt, build_scheduler(opt, _cfg(epochs=3, warmup_steps=4), steps_per_epoch=3), 9)
+    expect = [1 / 4, 2 / 4, 3 / 4, 1.0] + [0.5 * (1 + math.cos(math.pi * t / 5)) for t in range(5)]
+    for step, (got, f) in enumerate(zip(lrs, expect)):
+        assert got == pytest.approx([0.1 * f, 0.03 * f], rel=1e-14), step
+    assert [g["lr"] for g in opt.param_groups] == [0.0, 0.0]
+    with pytest.raises(OpspecError, match=r"train.warmup_steps=9 .* would fill the run"):
+        build_scheduler(_optimizer(), _cfg(epochs=3, warmup_steps=9), steps_per_epoch=3)
+    with pytest.raises(OpspecError, match=r"train.warmup_steps=2 with train.schedule_unit=epoch"):
+        load_config(overrides=["train.warmup_steps=2", "train.schedule_unit=epoch"])

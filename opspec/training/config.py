@@ -99,6 +99,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (on the CPU it needs a C++ compiler)
     grad_clip: Optional[float] = None  # clip the global gradient norm (complex: over re and im) to this; null: off
     warmup_epochs: int = 0  # the LR rises linearly, step by step, over these epochs before train.scheduler
+    warmup_steps: int = 0  # and over these optimizer steps more (schedule_unit=step only)
     log: str = "none"  # none | tensorboard | wandb (offline unless WANDB_MODE is set) | mlflow; rank 0 logs
     mlflow_uri: str = ""  # train.log=mlflow's tracking URI; empty: MLFLOW_TRACKING_URI, else file store <out_dir>/mlruns
     mlflow_experiment: str = ""  # the MLflow experiment; empty: MLFLOW_EXPERIMENT_NAME, else "opspec"
@@ -207,6 +208,10 @@ def _validate(cfg: DictConfig) -> None:
     _check_number(cfg, "train.grad_clip", lambda x: x > 0, "a gradient norm > 0 (or null: no clipping)")
     _check_number(cfg, "train.warmup_epochs", lambda x: x >= 0, "an integer >= 0")
     _check_number(cfg, "data.val_fraction", lambda x: 0 <= x < 1, "a fraction in [0, 1) of the train samples")
+    _check_number(cfg, "train.warmup_steps", lambda x: x >= 0, "an integer >= 0")
+    if cfg.train.warmup_steps and cfg.train.schedule_unit == "epoch":
+        raise _Invalid(["train.warmup_steps", "train.schedule_unit"], f"train.warmup_steps={cfg.train.warmup_steps} with "
+                       "train.schedule_unit=epoch: expected schedule_unit=step (the per-epoch cosine counts whole epochs)")
     if cfg.train.warmup_epochs >= cfg.train.epochs:
         raise _Invalid(["train.warmup_epochs", "train.epochs"], f"train.warmup_epochs={cfg.train.warmup_epochs} with "
                        f"train.epochs={cfg.train.epochs}: expected fewer warm-up epochs than epochs")

@@ -10,7 +10,7 @@ from opspec.core.fileio import atomic_path
 
 
 def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """PNG of training loss and test relative L2 per epoch (log scale)."""
+    """PNG of training loss, validation (when recorded) and test relative L2 per epoch (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -20,6 +20,8 @@ def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
     epochs = [r["epoch"] for r in records]
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.semilogy(epochs, [r["train_loss"] for r in records], label="train rel L2 (batch mean)")
+    if records and all("val_rel_l2" in r for r in records):
+        ax.semilogy(epochs, [r["val_rel_l2"] for r in records], label="validation rel L2 (best.pt's choice)")
     ax.semilogy(epochs, [r["test_rel_l2"] for r in records], label="test rel L2 (train resolution)")
     ax.set_xlabel("epoch")
     ax.set_ylabel("relative L2")
