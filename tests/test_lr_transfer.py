@@ -34,7 +34,8 @@ def _optimum(optimizer: str, width: int, resolution: int) -> float:
 
 
 def test_transfer_table(transfer, tmp_path, monkeypatch):
-    compare = transfer._compare_module()
+    from tools import compare_optimizers as compare
+
     calls = []
 
     def train_one(config, overrides, optimizer, lr, seed, epochs, out):
@@ -47,7 +48,6 @@ def test_transfer_table(transfer, tmp_path, monkeypatch):
                 "seconds_per_epoch": 0.1, "wall_seconds": 0.1, "run_dir": str(out)}
 
     monkeypatch.setattr(compare, "train_one", train_one)
-    monkeypatch.setattr(transfer, "_compare_module", lambda: compare)
     argv = ["--variants", "w16,w32,w64,r17,r33", "--epochs", "2", "--base-lr", "adamw=0.01", "--base-lr", "muon=0.02",
             "--out", str(tmp_path)]
     assert transfer.main(argv) == 0
