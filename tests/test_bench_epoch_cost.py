@@ -30,5 +30,5 @@ def test_epoch_cost_table(darcy_file, capsys):
     ref = statistics.median(timed["adamw"])
     for name in ("adamw", "muon"):
         med = statistics.median(timed[name])
-        assert float(rows[name][2]) == pytest.approx(med, rel=2e-3, abs=2e-4)
+        assert float(rows[name][2]) == pytest.approx(med, rel=5e-3, abs=2e-4)  # printed with 3 significant digits
         assert float(rows[name][4]) == pytest.approx(med / ref, rel=5e-3, abs=1.5e-3)

@@ -39,7 +39,7 @@ from opspec.optim.layouts import to_matrices
 from opspec.optim.apply import lr_scale
 from opspec.optim.polar import QUINTIC, coefficient_schedule, polar
 from opspec.training.runtime import device_name, keep_freed_memory, load_average
-from tools.harness import sync, time_interleaved
+from tools.harness import markdown_table, sync, time_interleaved
 
 POLAR = sys.modules["opspec.optim.polar"]  # the module (the package re-exports the function `polar`)
 LR, MOMENTUM, WD, STEPS = 0.02, 0.95, 0.01, 5
@@ -140,12 +140,10 @@ def case_real(device: torch.device, repeats: int, torch_subset: int | None,
         scale = count / len(p_torch)
         t_ops, t_torch, t_loop = med_ms(ts["ops"]), med_ms(ts["torch"]) * scale, med_ms(ts["loop"])
         note = "" if scale == 1 else f" (timed on {len(p_torch)} of {count}, ×{scale:g})"
-        rows.append(f"| {count} × ({side}×{side}) | {t_ops:.1f} | {t_torch:.1f}{note} | {t_torch / t_ops:.1f}x | "
-                    f"{t_loop:.1f} | {t_loop / t_ops:.1f}x | {agree:.1e} | {reps} |")
-    head = ["| parameters | opspec Muon ms/step | torch.optim.Muon ms/step | torch / opspec | per-param fp32 loop ms "
-            "| loop / opspec | first-update rel. diff | repeats |",
-            "|---|---|---|---|---|---|---|---|"]
-    return head + rows
+        rows.append((f"{count} × ({side}×{side})", f"{t_ops:.1f}", f"{t_torch:.1f}{note}", f"{t_torch / t_ops:.1f}x",
+                     f"{t_loop:.1f}", f"{t_loop / t_ops:.1f}x", f"{agree:.1e}", reps))
+    return markdown_table(("parameters", "opspec Muon ms/step", "torch.optim.Muon ms/step", "torch / opspec",
+                           "per-param fp32 loop ms", "loop / opspec", "first-update rel. diff", "repeats"), rows).splitlines()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,9 +196,9 @@ def case_fno_spectral(device: torch.device, repeats: int,
     t_b, t_l = med_ms(ts["batched"]), med_ms(ts["loop"])
     grouped = f"opspec Muon, grouped ({len(wa)} weights {tuple(wa[0].shape)} → one polar of {n_mat} matrices)"
     loop = f"per-mode Python loop ({n_mat} polar calls of one 64×64 matrix)"
-    return ["| variant | ms/step (median) | range | loop / batched | first-update rel. diff |", "|---|---|---|---|---|",
-            f"| {grouped} | {t_b:.1f} | {spread(ts['batched'])} | 1.0x | |",
-            f"| {loop} | {t_l:.1f} | {spread(ts['loop'])} | {t_l / t_b:.1f}x | {agree:.1e} |"]
+    return markdown_table(("variant", "ms/step (median)", "range", "loop / batched", "first-update rel. diff"),
+                          [(grouped, f"{t_b:.1f}", spread(ts["batched"]), "1.0x", ""),
+                           (loop, f"{t_l:.1f}", spread(ts["loop"]), f"{t_l / t_b:.1f}x", f"{agree:.1e}")]).splitlines()
 
 
 def case_fno_training(device: torch.device, repeats: int,
@@ -246,12 +244,13 @@ def case_fno_training(device: torch.device, repeats: int,
             ts[name].append(time.perf_counter() - t0)
             restore()
     fb = med_ms(ts["fb"])
-    rows = ["| optimizer | forward+backward ms | optimizer step ms | step / (fwd+bwd+step) | range of that share |", "|---|---|---|---|---|"]
+    rows = []
     for name in steps:
         st = med_ms(ts[name])
         shares = [s / (f + s) for f, s in zip(ts["fb"], ts[name])]
-        rows.append(f"| {name} | {fb:.0f} | {st:.1f} | {100 * st / (fb + st):.1f}% | {100 * min(shares):.1f}–{100 * max(shares):.1f}% |")
-    return rows
+        rows.append((name, f"{fb:.0f}", f"{st:.1f}", f"{100 * st / (fb + st):.1f}%", f"{100 * min(shares):.1f}–{100 * max(shares):.1f}%"))
+    return markdown_table(("optimizer", "forward+backward ms", "optimizer step ms", "step / (fwd+bwd+step)",
+                           "range of that share"), rows).splitlines()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -267,9 +266,7 @@ def case_flop_rates(device: torch.device, repeats: int, cases: tuple[tuple[int, 
     batches["576 × 64×64 complex64 (FNO per-mode)"] = torch.randn(576, 64, 64, dtype=torch.complex64, generator=g).to(device)
     ts = interleaved({k: (lambda G=G: polar(G)) for k, G in batches.items()}, repeats, device)
     peak_head = "f32 peak" + (", bf16 peak" if bf16_peak else "")
-    rows = [f"Large-matmul rate (4096² matmul): float32 {f32_peak / 1e9:.1f} GFLOP/s"
-            + (f", bf16 {bf16_peak / 1e9:.1f} GFLOP/s" if bf16_peak else "") + "\n",
-            f"| polar batch | path | compute dtype | ms (median) | GFLOP | GFLOP/s | share of {peak_head} |", "|---|---|---|---|---|---|---|"]
+    rows = []
     for k, G in batches.items():
         dtype = POLAR.default_compute_dtype(G)
         path = (POLAR.complex_path(dtype) if G.is_complex() else "real") + (
@@ -277,8 +274,11 @@ def case_flop_rates(device: torch.device, repeats: int, cases: tuple[tuple[int, 
         fl = polar_flops(G.shape[0], G.shape[1], G.shape[2], G.is_complex(), dtype)
         t = statistics.median(ts[k])
         share = f"{100 * fl / t / f32_peak:.0f}%" + (f", {100 * fl / t / bf16_peak:.0f}%" if bf16_peak else "")
-        rows.append(f"| {k} | {path} | {str(dtype).removeprefix('torch.')} | {1e3 * t:.1f} | {fl / 1e9:.2f} | {fl / t / 1e9:.1f} | {share} |")
-    return rows
+        rows.append((k, path, str(dtype).removeprefix("torch."), f"{1e3 * t:.1f}", f"{fl / 1e9:.2f}", f"{fl / t / 1e9:.1f}", share))
+    return [f"Large-matmul rate (4096² matmul): float32 {f32_peak / 1e9:.1f} GFLOP/s"
+            + (f", bf16 {bf16_peak / 1e9:.1f} GFLOP/s" if bf16_peak else "") + "\n",
+            *markdown_table(("polar batch", "path", "compute dtype", "ms (median)", "GFLOP", "GFLOP/s", f"share of {peak_head}"),
+                            rows).splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -387,18 +387,19 @@ def case_complex_strategies(device: torch.device, repeats: int) -> list[str]:
     ts = interleaved({k: (lambda f=f: f(G)) for k, (f, _) in timed.items()}, repeats, device)
     default = POLAR.complex_path(POLAR.default_compute_dtype(G))
     base = med_ms(ts["native complex64 matmuls"])
-    rows = [f"polar's default here: {default} ({POLAR.default_compute_dtype(G)}); CPU chunking "
-            f"{'on' if POLAR._chunk_size(G, POLAR.default_compute_dtype(G)) < G.shape[0] else 'off'} at {torch.get_num_threads()} thread(s)\n",
-            "| strategy | compute | ms (576×64×64, median) | time / native | max rel. error vs float64 SVD |", "|---|---|---|---|---|"]
+    rows = []
     for k, (f, dt) in variants.items():
         if k in ts:
             t = med_ms(ts[k])
             e = err(f(G), ref_full)
-            rows.append(f"| {k} | {str(dt).removeprefix('torch.')} | {t:.1f} | {t / base:.2f} | {e:.1e} |")
+            rows.append((k, str(dt).removeprefix("torch."), f"{t:.1f}", f"{t / base:.2f}", f"{e:.1e}"))
         else:
             e = err(f(small), ref_small)
-            rows.append(f"| {k} | {str(dt).removeprefix('torch.')} | not timed on CPU | | {e:.1e} (32 matrices) |")
-    return rows
+            rows.append((k, str(dt).removeprefix("torch."), "not timed on CPU", "", f"{e:.1e} (32 matrices)"))
+    return [f"polar's default here: {default} ({POLAR.default_compute_dtype(G)}); CPU chunking "
+            f"{'on' if POLAR._chunk_size(G, POLAR.default_compute_dtype(G)) < G.shape[0] else 'off'} at {torch.get_num_threads()} thread(s)\n",
+            *markdown_table(("strategy", "compute", "ms (576×64×64, median)", "time / native", "max rel. error vs float64 SVD"),
+                            rows).splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -50,7 +50,7 @@ import torch
 from opspec.core.fileio import atomic_write_text
 from opspec.training.runtime import device_name, load_average
 from tools import bench_optim
-from tools.harness import ROOT
+from tools.harness import ROOT, markdown_table, time_interleaved
 
 NS_TARGET, MUON_SHARE_TARGET = 0.50, 0.10
 
@@ -97,7 +97,7 @@ class Report:
         self.plan = plan
         self.lines: list[str] = []
         self.failed: list[str] = []
-        self.targets: list[str] = []
+        self.targets: list[tuple[str, str, str]] = []  # (target, measured, met)
         self.start = time.perf_counter()
 
     def left(self) -> float:
@@ -133,9 +133,7 @@ class Report:
             "",
             "## Targets (reported, not asserted)",
             "",
-            "| target | measured | met |",
-            "|---|---|---|",
-            *(self.targets or ["| (no target measured) | | |"]),
+            *markdown_table(("target", "measured", "met"), self.targets or [("(no target measured)", "", "")]).splitlines(),
         ]
         return "\n".join(head + self.lines) + "\n"
 
@@ -154,11 +152,6 @@ def _env() -> dict[str, str]:
     """This environment with the repository on PYTHONPATH (subprocesses import opspec from it)."""
     path = os.environ.get("PYTHONPATH", "")
     return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{path}" if path else str(ROOT)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _fence(text: str, last: int = 40) -> list[str]:
@@ -225,17 +218,9 @@ def section_bench_optim(plan: Plan) -> list[str]:
 # 3. the Newton–Schulz target
 
 
-def _median_seconds(fn: Callable[[], Any], repeats: int, device: torch.device, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+def _median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 2) -> float:
+    """The median seconds of `repeats` calls after `warmup` (harness.time_interleaved, device synchronized)."""
+    return time_interleaved({"fn": fn}, repeats, warmup)["fn"].median
 
 
 def section_newton_schulz(plan: Plan, report: Report) -> list[str]:
@@ -247,7 +232,7 @@ def section_newton_schulz(plan: Plan, report: Report) -> list[str]:
     g = torch.Generator(device="cpu").manual_seed(5)
     G = torch.randn(batch, m, n, dtype=torch.complex64, generator=g).to(device)
     peak = bench_optim.matmul_rate(device, torch.bfloat16, max(3, plan.ns_repeats // 4), size=plan.peak_size)
-    rows = ["| polar on | compute dtype | path | ms (median) | GFLOP | TFLOP/s | share of bf16 peak |", "|---|---|---|---|---|---|---|"]
+    rows = []
     shares = {}
     variants: list[tuple[str, torch.dtype, Callable[[], Any]]] = []
     default = polar_module.default_compute_dtype(G)
@@ -262,18 +247,19 @@ def section_newton_schulz(plan: Plan, report: Report) -> list[str]:
         if name.startswith("torch.compile"):
             fn()  # compile outside the timing
             name += f" (compiled in {time.perf_counter() - t0:.0f} s)"
-        t = _median_seconds(fn, plan.ns_repeats, device)
+        t = _median_seconds(fn, plan.ns_repeats)
         flops = bench_optim.polar_flops(batch, m, n, True, dtype)
         shares[name] = flops / t / peak
         path = polar_module.complex_path(dtype)
-        rows.append(f"| {name} | {str(dtype).removeprefix('torch.')} | {path} | {1e3 * t:.2f} | {flops / 1e9:.1f} | "
-                    f"{flops / t / 1e12:.1f} | {100 * shares[name]:.0f}% |")
+        rows.append((name, str(dtype).removeprefix("torch."), path, f"{1e3 * t:.2f}", f"{flops / 1e9:.1f}",
+                     f"{flops / t / 1e12:.1f}", f"{100 * shares[name]:.0f}%"))
     best = max(shares, key=shares.get)
-    report.targets.append(f"| Newton–Schulz, {batch} × {m}×{n} complex, ≥ {NS_TARGET:.0%} of the bf16 matmul peak "
-                          f"({peak / 1e12:.0f} TFLOP/s, {plan.peak_size}² matmul) | {100 * shares[best]:.0f}% ({best}) | "
-                          f"{'yes' if shares[best] >= NS_TARGET else 'no'} |")
+    report.targets.append((f"Newton–Schulz, {batch} × {m}×{n} complex, ≥ {NS_TARGET:.0%} of the bf16 matmul peak "
+                           f"({peak / 1e12:.0f} TFLOP/s, {plan.peak_size}² matmul)", f"{100 * shares[best]:.0f}% ({best})",
+                           "yes" if shares[best] >= NS_TARGET else "no"))
+    table = markdown_table(("polar on", "compute dtype", "path", "ms (median)", "GFLOP", "TFLOP/s", "share of bf16 peak"), rows)
     return [f"bf16 matmul peak measured: {peak / 1e12:.1f} TFLOP/s ({plan.peak_size}×{plan.peak_size} bf16 matmul). "
-            f"FLOPs are real FLOPs of 5 quintic steps along the path taken (bench_optim.polar_flops).", "", *rows]
+            f"FLOPs are real FLOPs of 5 quintic steps along the path taken (bench_optim.polar_flops).", "", *table.splitlines()]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,23 +304,25 @@ def section_throughput(plan: Plan, report: Report, results: dict[str, dict[str, 
     ensure_data(cfg0, progress=False, device=plan.device)  # the default experiment's file, generated if missing
     prep = time.perf_counter() - t0
     share_s = plan.throughput_s / len(VARIANTS)
-    rows = ["| optimizer | precision | samples/s (median) | min–max | optimizer step share (median) | epochs timed | first epoch s |",
-            "|---|---|---|---|---|---|---|"]
+    rows = []
     with tempfile.TemporaryDirectory(prefix="opspec_device_check_") as tmp:
         for opt, precision in VARIANTS:
             extra = [f"optimizer.name={opt}", f"train.precision={precision}"] + (["optimizer.lr=3e-3"] if opt == "adamw" else [])
             r = results[f"{opt}/{precision}"] = _measure(plan, base + extra, share_s, Path(tmp) / f"{opt}_{precision}")
-            rows.append(f"| {opt} | {precision} | {r['rate']:.0f} | {r['min']:.0f}–{r['max']:.0f} | "
-                        f"{100 * r['share']:.1f}% | {r['epochs']} | {r['first']:.1f} |")
+            rows.append((opt, precision, f"{r['rate']:.0f}", f"{r['min']:.0f}–{r['max']:.0f}", f"{100 * r['share']:.1f}%",
+                         r["epochs"], f"{r['first']:.1f}"))
     for key, r in results.items():
         if key.startswith("muon/"):
-            report.targets.append(f"| Muon's step ≤ {MUON_SHARE_TARGET:.0%} of a training step of the default experiment "
-                                  f"({key.split('/')[1]}) | {100 * r['share']:.1f}% | {'yes' if r['share'] <= MUON_SHARE_TARGET else 'no'} |")
+            report.targets.append((f"Muon's step ≤ {MUON_SHARE_TARGET:.0%} of a training step of the default experiment "
+                                   f"({key.split('/')[1]})", f"{100 * r['share']:.1f}%",
+                                   "yes" if r["share"] <= MUON_SHARE_TARGET else "no"))
+    table = markdown_table(("optimizer", "precision", "samples/s (median)", "min–max", "optimizer step share (median)",
+                            "epochs timed", "first epoch s"), rows)
     overrides = " ".join(base[1:])
     return [f"Default experiment (`load_config()` with `{overrides}`), batch {cfg0.train.batch_size}, "
             f"{cfg0.data.n_train} training samples at {cfg0.data.train_resolution}; ~{share_s:.0f} s per variant after a "
             f"warm-up epoch (data ready in {prep:.0f} s). The optimizer share is the time of `optimizer.step` (device "
-            "synchronized before and after) over the epoch's time.", "", *rows]
+            "synchronized before and after) over the epoch's time.", "", *table.splitlines()]
 
 
 def section_compile(plan: Plan, results: dict[str, dict[str, Any]]) -> list[str]:
@@ -344,13 +332,15 @@ def section_compile(plan: Plan, results: dict[str, dict[str, Any]]) -> list[str]
     with tempfile.TemporaryDirectory(prefix="opspec_device_check_compile_") as tmp:
         r = _measure(plan, base + ["train.compile=true"], plan.throughput_s / len(VARIANTS), Path(tmp) / "compiled")
     eager = results.get("muon/bf16")
-    rows = ["| muon, bf16 | samples/s (median) | min–max | first epoch s (compiles) | epochs timed |", "|---|---|---|---|---|",
-            f"| train.compile=true | {r['rate']:.0f} | {r['min']:.0f}–{r['max']:.0f} | {r['first']:.1f} | {r['epochs']} |"]
+    rows = [("train.compile=true", f"{r['rate']:.0f}", f"{r['min']:.0f}–{r['max']:.0f}", f"{r['first']:.1f}", r["epochs"])]
     if eager:
-        rows.append(f"| eager (section 4) | {eager['rate']:.0f} | {eager['min']:.0f}–{eager['max']:.0f} | {eager['first']:.1f} | "
-                    f"{eager['epochs']} |")
-        rows += ["", f"compiled / eager samples/s: {r['rate'] / eager['rate']:.2f}"]
-    return rows
+        rows.append(("eager (section 4)", f"{eager['rate']:.0f}", f"{eager['min']:.0f}–{eager['max']:.0f}",
+                     f"{eager['first']:.1f}", eager["epochs"]))
+    lines = markdown_table(("muon, bf16", "samples/s (median)", "min–max", "first epoch s (compiles)", "epochs timed"),
+                           rows).splitlines()
+    if eager:
+        lines += ["", f"compiled / eager samples/s: {r['rate'] / eager['rate']:.2f}"]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------

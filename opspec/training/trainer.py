@@ -30,7 +30,8 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from opspec.training.assemble import assemble, data_meta, optimizer_from_config, seed_everything
+from opspec.training.assemble import assemble, data_meta
+from opspec.training.assemble import optimizer_from_config, seed_everything  # noqa: F401  (their old home's names)
 from opspec.training.callbacks import (Callback, DivergedError, EpochCallback, FiniteCheck, OptimizerTimer, RunLog, Step,
                                        as_callback, grads_finite, why_not_finite)
 from opspec.training.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, atomic_save, load_checkpoint, make_payload,
@@ -194,8 +195,8 @@ class Trainer:
         self._init_ranks_and_device()
         check_environment(cfg, self.device)
         self._init_data()
-        self._init_model_optimizer_and_schedule()
-        self._init_training_state()
+        self._init_model()
+        self._init_optimizer_and_schedule()
         if resume is None:
             self._start(run_dir)
         else:
@@ -236,14 +237,16 @@ class Trainer:
         self.meta = data_meta(self.file)
         check_modes_fit(cfg.model, self.train_data[0][0].shape[1:])  # the training grid as the file gives it ('/K' included)
 
-    def _init_model_optimizer_and_schedule(self) -> None:
-        parts = assemble(self.cfg, self.meta, self.train_data, self.device, self.ranks.group, self._normalizers)
-        self.net, self.optimizer, self.scheduler = parts.net, parts.optimizer, parts.scheduler
-        self.steps_per_epoch = parts.steps_per_epoch
+    def _init_model(self) -> None:
+        """Model, optimizer and schedule, built by the one assembly (seeded: the same weights on every rank)."""
+        self._parts = assemble(self.cfg, self.meta, self.train_data, self.device, self.ranks.group, self._normalizers)
+        self.net = self._parts.net
         a0, u0 = self.train_data[0]
         probe_model(self.net.model, a0[None].to(self.device), u0.shape, self.cfg.model.name)
 
-    def _init_training_state(self) -> None:
+    def _init_optimizer_and_schedule(self) -> None:
+        self.optimizer, self.scheduler = self._parts.optimizer, self._parts.scheduler
+        self.steps_per_epoch = self._parts.steps_per_epoch
         self.epoch = 0
         self.best, self.best_epoch = math.inf, 0
         train = self.cfg.train
