@@ -28,10 +28,9 @@ SMALL = ["model.n_modes=[4,4]", "model.hidden_channels=8", "model.n_layers=2"]
 # Out-of-range values of every option in OPTION_RULES (as a user types them after `model.options.KEY=`).
 BAD: dict[str, list[str]] = {
     **{key: ["maybe", "2"] for key in ("use_channel_mlp", "fixed_rank_modes", "separable", "preactivation",
-                                       "nonlinear_attention", "per_channel_attention",
+                                       "nonlinear_attention", "per_channel_attention", "use_positional_encoding",
                                        "use_horizontal_skip_connection", "enable_cls_token", "verbose")},
     "complex_data": ["true"],
-    "use_positional_encoding": ["true"],
     "positional_embedding": ["spiral", "3"],
     "non_linearity": ["linear", "softmax", "nope", "3"],
     "norm": ["ada_in", "layer_norm"],
@@ -62,9 +61,9 @@ BAD: dict[str, list[str]] = {
     "attention_scaling_factors": ["[0,1]", "[1]"],
     "attention_token_dim": ["0"],
     "positional_encoding_dim": ["0"],
-    "positional_encoding_modes": ["[2,2]"],
+    "positional_encoding_modes": ["[0,4]", "[4]", "x"],
     "static_channel_dim": ["-1", "2"],
-    "variable_ids": ["[a]"],
+    "variable_ids": ["5", "[1]", "[]"],
     "layer_kwargs": ["5"],
 }
 
@@ -111,6 +110,12 @@ def test_the_config_path_refuses_the_reported_values_before_the_run_folder(tiny_
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and err.startswith(f"error: {option.split('=')[0]}="), err
     assert not (tmp_path / "runs").exists()
+
+
+def test_codano_positional_encoding_needs_its_variable_ids_and_modes():
+    cfg = load_config(overrides=[*SMALL, "model.name=codano", "model.options.use_positional_encoding=true"])
+    with pytest.raises(OpspecError, match=r"^model\.options\.use_positional_encoding=true: expected model\.options\.variable_ids"):
+        model_keywords("codano", cfg.model, 1, 1, 2)
 
 
 def test_a_class_keyword_is_refused_by_name():
