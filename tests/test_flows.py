@@ -65,7 +65,8 @@ def test_readme_darcy_generate_info_train_resume_evaluate_describe(tmp_path, cap
 
 def test_readme_burgers_generate_train_evaluate_describe_in_one_dimension(tmp_path, capsys):
     data = tmp_path / "burgers.h5"
-    _ok(data_main(["generate", "burgers", "--resolution", "32", "--n-train", "4", "--n-test", "2", "--out", str(data)]),
+    _ok(data_main(["generate", "burgers", "--resolution", "32", "--n-train", "4", "--n-test", "2", "--time", "0.1",
+                   "--out", str(data)]),
         capsys)
     results = _train_evaluate_describe(tmp_path, str(data), ["model.n_modes=[4]", "data.train_resolution=16",
                                        "data.eval_resolutions=[16,32]"], "burgers_fno", ["16", "32"], capsys,
