@@ -5,9 +5,12 @@ sfno and localno train where torch_harmonics is installed."""
 from __future__ import annotations
 
 import importlib.util
+import re
 
 import pytest
 import torch
+import yaml
+from omegaconf import OmegaConf
 from torch import nn
 
 from conftest import TINY_OVERRIDES
@@ -25,10 +28,9 @@ SMALL = ["model.n_modes=[4,4]", "model.hidden_channels=8", "model.n_layers=2"]
 # Out-of-range values of every option in OPTION_RULES (as a user types them after `model.options.KEY=`).
 BAD: dict[str, list[str]] = {
     **{key: ["maybe", "2"] for key in ("use_channel_mlp", "fixed_rank_modes", "separable", "preactivation",
-                                       "nonlinear_attention", "per_channel_attention",
+                                       "nonlinear_attention", "per_channel_attention", "use_positional_encoding",
                                        "use_horizontal_skip_connection", "enable_cls_token", "verbose")},
     "complex_data": ["true"],
-    "use_positional_encoding": ["true"],
     "positional_embedding": ["spiral", "3"],
     "non_linearity": ["linear", "softmax", "nope", "3"],
     "norm": ["ada_in", "layer_norm"],
@@ -59,9 +61,9 @@ BAD: dict[str, list[str]] = {
     "attention_scaling_factors": ["[0,1]", "[1]"],
     "attention_token_dim": ["0"],
     "positional_encoding_dim": ["0"],
-    "positional_encoding_modes": ["[2,2]"],
+    "positional_encoding_modes": ["[0,4]", "[4]", "x"],
     "static_channel_dim": ["-1", "2"],
-    "variable_ids": ["[a]"],
+    "variable_ids": ["5", "[1]", "[]"],
     "layer_kwargs": ["5"],
 }
 
@@ -82,20 +84,38 @@ def test_the_range_table_covers_every_option_of_every_zoo_model():
     assert sorted(OPTION_RULES) == sorted(BAD)
 
 
-CASES = [(name, key, value) for name in AVAILABLE for key in _taken(name) if key in BAD for value in BAD[key]]
+CASES = [(name, key) for name in AVAILABLE for key in _taken(name) if key in BAD]
 
 
-@pytest.mark.parametrize("name, key, value", CASES)
-def test_every_model_refuses_every_option_out_of_range_before_it_is_built(name, key, value, monkeypatch):
+@pytest.mark.parametrize("name, key", CASES)
+def test_every_model_refuses_every_option_out_of_range_before_it_is_built(name, key, monkeypatch):
+    """Each value as `model.options.KEY=VALUE` gives it (YAML): one line naming it, and no constructor call."""
     def built(*args, **kwargs):
         raise AssertionError("the model was built")
 
-    cls = model_class(name)
-    monkeypatch.setattr(cls, "__init__", built)
-    extra = ["model.options.default_in_shape=[9,9]"] if name == "localno" and key != "default_in_shape" else []
-    cfg = load_config(overrides=[*SMALL, f"model.name={name}", f"model.options.{key}={value}", *extra])
-    with pytest.raises(OpspecError, match=rf"^model\.options\.{key}=.*: expected "):
-        model_keywords(name, cfg.model, 1, 1, 2)
+    monkeypatch.setattr(model_class(name), "__init__", built)
+    base = {"name": name, "n_modes": [4, 4], "hidden_channels": 8, "n_layers": 2, "lifting_channel_ratio": 2,
+            "projection_channel_ratio": 2, "options": {"default_in_shape": [9, 9]} if name == "localno" else {}}
+    for value in BAD[key]:
+        cfg = OmegaConf.create({**base, "options": {**base["options"], key: yaml.safe_load(value)}})
+        with pytest.raises(OpspecError, match=rf"^model\.options\.{key}=.*: expected "):
+            model_keywords(name, cfg, 1, 1, 2)
+
+
+def test_the_config_path_refuses_the_reported_values_before_the_run_folder(tiny_overrides, tmp_path, capsys):
+    """The issue's examples through the CLI: a TFNO rank of 0, fno_block_precision=quarter, domain_padding=-0.5."""
+    for option in ("model.options.rank=0", "model.options.fno_block_precision=quarter",
+                   "model.options.domain_padding=-0.5", "model.options.non_linearity=linear"):
+        assert main([*tiny_overrides, "model.name=tfno", option]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith(f"error: {option.split('=')[0]}="), err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_codano_positional_encoding_needs_its_variable_ids_and_modes():
+    cfg = load_config(overrides=[*SMALL, "model.name=codano", "model.options.use_positional_encoding=true"])
+    with pytest.raises(OpspecError, match=r"^model\.options\.use_positional_encoding=true: expected model\.options\.variable_ids"):
+        model_keywords("codano", cfg.model, 1, 1, 2)
 
 
 def test_a_class_keyword_is_refused_by_name():
@@ -107,13 +127,13 @@ def test_a_class_keyword_is_refused_by_name():
             model_keywords(name, cfg.model, 1, 1, 2)
 
 
-@pytest.mark.parametrize("overrides, n_params", [
-    (["model.name=tfno", "model.options.rank=0.5"], None),
-    (["model.options.domain_padding=0.25", "model.options.non_linearity=silu", "model.options.norm=group_norm"], None),
-    (["model.options.resolution_scaling_factor=[2,0.5]"], None),
-    (["model.name=uno", "model.options.uno_scalings=[[0.5,0.5],[2,2]]"], None),
+@pytest.mark.parametrize("overrides", [
+    ["model.name=tfno", "model.options.rank=0.5"],
+    ["model.options.domain_padding=0.25", "model.options.non_linearity=silu", "model.options.norm=group_norm"],
+    ["model.options.resolution_scaling_factor=[2,0.5]"],
+    ["model.name=uno", "model.options.uno_scalings=[[0.5,0.5],[2,2]]"],
 ])
-def test_options_in_range_build_a_model_on_the_input_grid(overrides, n_params):
+def test_options_in_range_build_a_model_on_the_input_grid(overrides):
     cfg = load_config(overrides=[*SMALL, *overrides])
     model = build_model(cfg.model, 1, 1, 2)
     assert all(p.numel() > 0 for p in model.parameters())
@@ -150,7 +170,7 @@ def test_a_strided_training_resolution_gets_the_same_modes_check(resolution, mod
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert __import__("re").search(message, err), err
+    assert re.search(message, err), err
     assert not (tmp_path / "ck").exists()
 
 
@@ -172,13 +192,14 @@ def test_half_precision_blocks_off_cuda_are_refused_before_the_run_folder(tiny_o
 
 @pytest.mark.skipif(not HAS_HARMONICS, reason="needs torch_harmonics (pip install --no-build-isolation "
                                                "'opspec[harmonics]', docs/models.md)")
-@pytest.mark.parametrize("name, extra", [("sfno", []), ("localno", ["model.options.default_in_shape=[9,9]"])])
-def test_sfno_and_localno_train_and_lower_the_error(name, extra, tiny_overrides):
+@pytest.mark.parametrize("name, epochs, extra", [("sfno", 2, []), ("localno", 1, ["model.options.default_in_shape=[9,9]"])])
+def test_sfno_and_localno_train(name, epochs, extra, tiny_overrides):
+    """sfno trains and lowers its loss; localno (slower on the CPU) trains an epoch to a finite error."""
     cfg = load_config(overrides=[*tiny_overrides, f"model.name={name}", "optimizer.name=adamw", "optimizer.lr=3e-3",
-                                 "train.epochs=2", "data.eval_resolutions=[9]", *extra])
+                                 f"train.epochs={epochs}", "data.eval_resolutions=[9]", *extra])
     trainer = Trainer(cfg)
     history = trainer.fit()
     trainer.close()
-    assert [r["epoch"] for r in history] == [1, 2]
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert (trainer.run_dir / "last.pt").is_file()
+    assert [r["epoch"] for r in history] == list(range(1, epochs + 1))
+    assert history[-1]["train_loss"] < history[0]["train_loss"] or epochs == 1
+    assert 0 < history[-1]["test_rel_l2"] < 10 and (trainer.run_dir / "last.pt").is_file()

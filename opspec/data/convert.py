@@ -149,10 +149,11 @@ def convert(
         if t_stride is not None:
             steps = layout.u_shape[0] if layout.u_dims and layout.u_dims[0] == "t" else None
             layout = stride_time(reader.path, layout, t_stride)
-            if t_in is not None and steps is not None and isinstance(t_in, int) and layout.u_shape[0] <= t_in:
+            short = steps is not None and isinstance(t_in, int) and layout.u_shape[0] <= t_in
+            if t_stride > 1 and short:
                 most = steps // (t_in + 1)
                 raise OpspecError(
-                    f"{reader.path}: --t-in {t_in} --t-stride {t_stride}: every {t_stride}th of the {steps} times leaves "
+                    f"{reader.path}: --t-in {t_in} --t-stride {t_stride}: every {t_stride}-th of the {steps} times leaves "
                     f"{layout.u_shape[0]}, and --t-in {t_in} needs at least {t_in + 1}; expected "
                     + (f"--t-stride at most {most}" if most >= 1 else f"--t-in at most {steps - 1} without --t-stride"))
         time_split = None

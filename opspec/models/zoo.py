@@ -205,9 +205,9 @@ def _fraction(x: Any) -> bool:
 OPTION_RULES: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
     **{key: ((lambda v, cfg: isinstance(v, bool)), "true or false") for key in (
         "use_channel_mlp", "fixed_rank_modes", "separable", "preactivation", "nonlinear_attention",
-        "per_channel_attention", "use_horizontal_skip_connection", "enable_cls_token", "verbose")},
+        "per_channel_attention", "use_horizontal_skip_connection", "enable_cls_token", "verbose",
+        "use_positional_encoding")},
     "complex_data": _choice(False),  # opspec's data is real
-    "use_positional_encoding": _choice(False),  # CODANO's needs variable ids opspec's data does not carry
     "positional_embedding": _choice("grid", None),
     "non_linearity": ((lambda v, cfg: callable(v)), f"one of {list(ACTIVATIONS)}"),
     "norm": _choice(None, "group_norm", "instance_norm", "batch_norm"),
@@ -248,9 +248,11 @@ OPTION_RULES: dict[str, tuple[Callable[[Any, Any], bool], str]] = {
     "attention_scaling_factors": _per_layer(lambda x: _is_number(x) and x > 0, "numbers > 0"),
     "attention_token_dim": _int_at_least(1),
     "positional_encoding_dim": _int_at_least(1),
-    "positional_encoding_modes": ((lambda v, cfg: v is None), "null (CODANO's positional encoding is off)"),
+    "positional_encoding_modes": ((lambda v, cfg: v is None or _axes(v, cfg, lambda x: _is_int(x) and x >= 1)),
+                                  "null or one integer >= 1 per axis"),
     "static_channel_dim": _choice(0),  # opspec feeds no static channels
-    "variable_ids": _choice(None),
+    "variable_ids": ((lambda v, cfg: v is None or (isinstance(v, list) and v and all(isinstance(x, str) for x in v))),
+                     "null or a list of variable names, one per input channel"),
     "layer_kwargs": ((lambda v, cfg: isinstance(v, dict)), "a mapping"),
 }
 CLASS_KEYWORDS = ("conv_module", "integral_operator", "operator_block")  # classes: not values a config can hold
@@ -272,6 +274,9 @@ def check_option_values(name: str, options: dict[str, Any], cfg: Any) -> None:
         ok, expected = rule
         if not ok(value, cfg):
             raise OpspecError(f"model.options.{key}={shown!r}: expected {expected}")
+    if options.get("use_positional_encoding") and not (options.get("variable_ids") and options.get("positional_encoding_modes")):
+        raise OpspecError("model.options.use_positional_encoding=true: expected model.options.variable_ids (one name per "
+                          "input channel) and model.options.positional_encoding_modes with it")
 
 
 def model_keywords(name: str, cfg: Any, in_channels: int, out_channels: int, n_space: int) -> dict[str, Any]:

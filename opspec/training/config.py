@@ -335,10 +335,13 @@ def load_config(
                                   "key=1, key=[1,2] or 'key={\"*.core\": adamw}'") from None
             cfg = OmegaConf.merge(cfg, parsed)
             sources.append((item.split("=", 1)[0].strip(), where))
+        OmegaConf.set_readonly(cfg, False)  # a read-only base (a loaded config) makes the merge read-only
         if cfg.run_name is None:
             cfg.run_name = default_run_name(str(cfg.data.problem), str(cfg.model.name))
-        cfg.data.train_resolution = _per_axis(cfg.data.train_resolution)
-        cfg.data.eval_resolutions = [_per_axis(r) for r in cfg.data.eval_resolutions]
+        if _per_axis(cfg.data.train_resolution) != cfg.data.train_resolution:
+            cfg.data.train_resolution = _per_axis(cfg.data.train_resolution)
+        if any(_per_axis(r) != r for r in cfg.data.eval_resolutions):
+            cfg.data.eval_resolutions = [_per_axis(r) for r in cfg.data.eval_resolutions]
     except OmegaConfBaseException as err:
         raise _config_error(err, where) from None
     try:

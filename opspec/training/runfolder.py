@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import netrc
 import os
-import re
 import shutil
 import subprocess
 import sysconfig
