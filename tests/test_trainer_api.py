@@ -79,7 +79,7 @@ class Recorder(Callback):
 
 
 def test_the_hooks_see_the_losses_metrics_jsonl_records(tiny_overrides, tmp_path):
-    cfg = load_config(overrides=tiny_overrides + ["train.epochs=2"])
+    cfg = load_config(overrides=tiny_overrides + ["train.epochs=2", "data.val_fraction=0"])  # all 12 samples train
     recorder = Recorder()
     trainer = Trainer(cfg, run_dir=tmp_path / "run", callbacks=[recorder])
     history = trainer.fit()
@@ -104,7 +104,7 @@ def test_the_hooks_see_the_losses_metrics_jsonl_records(tiny_overrides, tmp_path
 def test_step_by_the_public_api_equals_the_loops_step(tiny_overrides, tmp_path):
     """An epoch driven by `step` over `batches(1)` ends with the weights, state and LR that
     `train_epoch(1)` gives: the same math, in the same order, with the same RNG draws."""
-    cfg = load_config(overrides=tiny_overrides + ["train.epochs=2", "optimizer.name=specmuon"])
+    cfg = load_config(overrides=tiny_overrides + ["train.epochs=2", "optimizer.name=specmuon", "data.val_fraction=0"])
     looped = Trainer(cfg, run_dir=tmp_path / "looped")
     record = looped.train_epoch(1)
     stepped = Trainer(cfg, run_dir=tmp_path / "stepped")
@@ -161,7 +161,7 @@ def test_sync_timing_is_a_parameter(tiny_overrides, tmp_path):
 
 
 def test_the_trainer_trains_what_assemble_builds(tiny_overrides, darcy_file, tmp_path):
-    cfg = load_config(overrides=tiny_overrides)
+    cfg = load_config(overrides=tiny_overrides + ["data.val_fraction=0"])  # assemble below gets the whole train split
     trainer = Trainer(cfg, run_dir=tmp_path / "run")
     train = OperatorDataset(darcy_file, "train", cfg.data.train_resolution)
     meta = data_meta(train.file)

@@ -217,6 +217,24 @@ class FolderLock:
         except OSError:
             return "unknown"
 
+    def held_elsewhere(self) -> bool:
+        """True if another process holds the lock now; probes without creating or writing the lock file."""
+        if self.folder.resolve() in FolderLock._held:
+            return False
+        try:
+            import fcntl
+
+            fh = open(self.folder / ".lock")
+        except (ImportError, OSError):  # no flock, or no lock file: nobody holds it
+            return False
+        with fh:
+            try:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return False
+
     def acquire(self) -> bool:
         """Take the lock; False if another process holds it (nothing in the folder is changed then)."""
         if self._key is not None:

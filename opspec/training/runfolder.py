@@ -73,16 +73,10 @@ def check_resume_target(payload: dict[str, Any], epochs: int, run_dir: str | os.
     folder = Path(run_dir) if run_dir is not None else target.parent
     where = f"--resume {target}"
     epoch = int(payload["epoch"])
-    if any((folder / name).exists() for name in ("last.pt", "metrics.jsonl", ".lock")):
-        lock = FolderLock(folder)  # a run folder being written now: its files move under us, so that is the answer
-        try:
-            free = lock.acquire()
-        except OSError:
-            free = True  # a read-only folder: the trainer says so when it takes the lock
-        if not free:
-            raise OpspecError(f"{folder}: another trainer ({lock.holder()}) is writing this run folder; "
-                              "expected one writer per run folder")
-        lock.release()
+    lock = FolderLock(folder)  # a run folder being written now: its files move under us, so that is the answer
+    if lock.held_elsewhere():
+        raise OpspecError(f"{folder}: another trainer ({lock.holder()}) is writing this run folder; "
+                          "expected one writer per run folder")
     last, best = folder / "last.pt", folder / "best.pt"
     last_epoch = _epoch_of(last)
     is_last = target.resolve() == last.resolve()

@@ -219,6 +219,7 @@ class Trainer:
             self.train_data, self.test_data = self._datasets
             self.file = self.train_data.file
             self.meta = data_meta(self.file)
+            self.validation = None  # a tool that gives datasets gives no validation split
             return
         if main:  # one rank generates a missing file; the others open it when it is complete
             self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
