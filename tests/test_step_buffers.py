@@ -3,6 +3,7 @@ bit for bit what the plain loop of fresh tensors and a concatenation of chunks g
 
 from __future__ import annotations
 
+import copy
 import importlib
 
 import pytest
@@ -44,3 +45,35 @@ def test_polar_bitwise_as_plain_loop(monkeypatch, dtype, shape, coefficients, st
         assert chunk < shape[0]  # the chunked path runs
     got = P.polar(G, steps=steps, coefficients=coefficients, compute_dtype=torch.float32)
     assert torch.equal(got, plain_polar(G, steps, coefficients, chunk))
+
+
+def _two_steps(layouts: tuple[str, str], rules: tuple[str, str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A spectral weight after a step under (layouts[0], rules[0]) and a second step after the group's options
+    were changed to (layouts[1], rules[1]); beside it, the second step of a fresh optimizer built with the new
+    options and the first one's state."""
+    from opspec.optim import Muon
+
+    torch.manual_seed(1)
+    p = torch.nn.Parameter(torch.randn(6, 4, 3, 2, dtype=torch.complex64))
+    grads = [torch.randn_like(p) for _ in range(2)]
+    opt = Muon([p], lr=0.1, layout=layouts[0], adjust_lr=rules[0])
+    p.grad = grads[0]
+    opt.step()
+    q = torch.nn.Parameter(p.detach().clone())
+    fresh = Muon([q], lr=0.1, layout=layouts[1], adjust_lr=rules[1])
+    opt.param_groups[0].update(layout=layouts[1], adjust_lr=rules[1])
+    fresh.load_state_dict(copy.deepcopy(opt.state_dict()))  # its own momentum buffer, not opt's
+    p.grad, q.grad = grads[1], grads[1].clone()
+    opt.step()
+    fresh.step()
+    return p.detach(), q.detach()
+
+
+@pytest.mark.parametrize("layouts,rules", [(("per_mode", "flatten"), ("original", "original")),
+                                           (("per_mode", "per_mode"), ("original", "match_rms_adamw"))])
+def test_cached_plan_follows_group_changes(layouts, rules):
+    """A parameter's cached layout and LR scale are resolved again when its group's layout or adjust_lr changes."""
+    kept, fresh = _two_steps(layouts, rules)
+    assert torch.equal(kept, fresh)
+    unchanged, _ = _two_steps((layouts[0], layouts[0]), (rules[0], rules[0]))
+    assert not torch.allclose(kept, unchanged)  # the change matters: a stale plan would be caught
