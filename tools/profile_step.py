@@ -116,8 +116,8 @@ def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, a: torch.
         optimizer.step()
 
 
-def profile(setting: str, optimizer_name: str, steps: int, warmup: int, overrides: Iterable[str]) -> dict[str, Any]:
-    """Per-step µs of each phase and of each optimizer category, and the optimizer's ATen ops per step."""
+def build_setting(setting: str, optimizer_name: str, overrides: Iterable[str]) -> tuple[Any, Any, torch.Tensor, torch.Tensor]:
+    """(model with unit normalizers, optimizer, random input batch, random target batch) of a setting's config."""
     cfg = load_config(str(ROOT / "configs" / f"{setting}.yaml"), [*overrides, f"optimizer.name={optimizer_name}"])
     seed_everything(cfg.seed)
     meta = problem_meta(cfg)
@@ -126,6 +126,12 @@ def profile(setting: str, optimizer_name: str, steps: int, warmup: int, override
     grid = [int(cfg.data.train_resolution)] * meta["n_space"]
     a = torch.randn(int(cfg.train.batch_size), meta["in_channels"], *grid)
     u = torch.randn(int(cfg.train.batch_size), meta["out_channels"], *grid)
+    return net, optimizer, a, u
+
+
+def profile(setting: str, optimizer_name: str, steps: int, warmup: int, overrides: Iterable[str]) -> dict[str, Any]:
+    """Per-step µs of each phase and of each optimizer category, and the optimizer's ATen ops per step."""
+    net, optimizer, a, u = build_setting(setting, optimizer_name, overrides)
     undo = instrument(optimizer)
     try:
         for _ in range(warmup):
