@@ -59,3 +59,7 @@ def test_against_another_tree(darcy_file, capsys):
         med = statistics.median(timed[f"{tree}:muon"])
         assert float(rows[f"{tree}:muon"][4]) == pytest.approx(med / ref, rel=5e-3, abs=1.5e-3)
         assert float(rows[f"{tree}:adamw"][4]) == 1.0
+    for name in ("adamw", "muon"):
+        new, old = statistics.median(timed[f"new:{name}"]), statistics.median(timed[f"old:{name}"])
+        assert float(rows[f"new:{name}"][5]) == pytest.approx(new / old, rel=5e-3, abs=1.5e-3)
+        assert float(rows[f"old:{name}"][5]) == 1.0

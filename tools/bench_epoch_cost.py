@@ -117,12 +117,14 @@ def main(argv: list[str] | None = None) -> int:
                 tree, _, name = variant.rpartition(":")
                 ref = statistics.median(times[f"{tree}:{optimizers[0]}" if tree else optimizers[0]])
                 med = statistics.median(times[variant])
+                versus = f"{med / statistics.median(times[f'old:{name}']):.3f}" if tree else ""
                 rows.append((setting, variant, f"{med:.3g}", f"{min(times[variant]):.3g}–{max(times[variant]):.3g}",
-                             f"{med / ref:.3f}"))
+                             f"{med / ref:.3f}", *([versus] if trees else [])))
     where = f"; old = {trees['old']}, new = {trees['new']} (fresh processes)" if trees else ""
     print(f"\nthreads {args.threads}; {args.rounds} rounds × {args.epochs - 1} timed epochs per variant{where}; "
           f"total {time.perf_counter() - started:.0f} s\n")
-    print(markdown_table(("setting", "optimizer", "s / epoch (median)", "min–max", f"ratio to {optimizers[0]}"), rows))
+    header = ("setting", "optimizer", "s / epoch (median)", "min–max", f"ratio to {optimizers[0]}")
+    print(markdown_table(header + (("vs old, same optimizer",) if trees else ()), rows))
     return 0
 
 

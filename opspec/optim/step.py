@@ -8,7 +8,8 @@ with param groups as its partition, behind torch.optim's `Optimizer` API):
     for each param group:
         use_spectral False → AdamW on the group                (adamw.py: vectors, norms, tiny tensors)
         D = direction(G)                                       directions.py: G | momentum/Nesterov | Adam m̂/(√v̂+ε)
-        M = to_matrices(D, resolve_layout(p))                  layouts.py: (B, rows, cols) per parameter
+        M = to_matrices(D, layout of p)                        layouts.py: (B, rows, cols) per parameter; its layout
+                                                               and LR scale resolved once (Plan, plan_of)
     buckets: matrices of one (rows, cols, dtype, device, orientation, map options), stacked
     O = map(M), per bucket                                     Muon: Ψ_p; SpecMuon: polar, guided modes scaled by
         each rank maps its share, all get all                    control.scale (sharding.run_sharded)
