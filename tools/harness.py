@@ -24,10 +24,10 @@ def tool_command(tool: str, *args: str) -> list[str]:
     return [sys.executable, "-m", f"tools.{tool}", *args]
 
 
-def run_json(cmd: Sequence[str], cwd: str | Path = ROOT) -> Any:
-    """Run `cmd` (from the repository root) in a fresh process; its last line of stdout read as JSON.
-    A failed child is a RuntimeError carrying the end of its stderr."""
-    proc = subprocess.run(list(cmd), capture_output=True, text=True, cwd=cwd)
+def run_json(cmd: Sequence[str], cwd: str | Path = ROOT, env: dict[str, str] | None = None) -> Any:
+    """Run `cmd` (from the repository root, or `cwd`; environment `env`, default this one's) in a fresh
+    process; its last line of stdout read as JSON. A failed child is a RuntimeError carrying the end of its stderr."""
+    proc = subprocess.run(list(cmd), capture_output=True, text=True, cwd=cwd, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited with {proc.returncode}:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])

@@ -136,28 +136,22 @@ def complex_path(compute_dtype: torch.dtype) -> str:
     return "native" if compute_dtype in COMPLEX_OF else "rowform"
 
 
-def _ns_real(X: Tensor, schedule: list[tuple[float, float, float]]) -> Tensor:
-    """Newton–Schulz on a batch (B, m, n) of real matrices, m ≤ n, already normalized.
+def _ns_products(X: Tensor, schedule: list[tuple[float, float, float]], out: Tensor | None = None) -> Tensor:
+    """Newton–Schulz on a batch (B, m, n) of contiguous matrices, m ≤ n, already normalized, real or complex
+    (Xᴴ is Xᵀ for real X; X.mH is a lazily conjugated view that bmm resolves):
 
-    A = X Xᵀ;  B = b·A + c·A² (one baddbmm);  X ← a·X + B X (one baddbmm).
+        A = X Xᴴ;  B = b·A + c·A² (one baddbmm);  X ← a·X + B X (one baddbmm).
+
+    Every product writes into a buffer made once per call (A, B and two iterates taking turns), the
+    last one into `out` when given (a contiguous (B, m, n) of X's dtype): no allocation per step.
     """
-    for a, b, c in schedule:
-        A = torch.bmm(X, X.mT)
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
-        X = torch.baddbmm(X, B, X, beta=a)
-    return X
-
-
-def _ns_complex_native(X: Tensor, schedule: list[tuple[float, float, float]]) -> Tensor:
-    """Newton–Schulz on a batch (B, m, n) of complex matrices, m ≤ n, normalized, complex matmuls.
-
-    The same three products as the real case with Xᴴ for Xᵀ: A = X Xᴴ;  B = b·A + c·A²;
-    X ← a·X + B X. (X.mH is a lazily conjugated view; bmm resolves it.)
-    """
-    for a, b, c in schedule:
-        A = torch.bmm(X, X.mH)
-        B = torch.baddbmm(A, A, A, beta=b, alpha=c)
-        X = torch.baddbmm(X, B, X, beta=a)
+    A, B = X.new_empty(X.shape[0], X.shape[1], X.shape[1]), X.new_empty(X.shape[0], X.shape[1], X.shape[1])
+    iterates = [X.new_empty(X.shape), X.new_empty(X.shape) if len(schedule) > 1 else None]
+    for i, (a, b, c) in enumerate(schedule):
+        torch.bmm(X, X.mH, out=A)
+        torch.baddbmm(A, A, A, beta=b, alpha=c, out=B)
+        target = out if out is not None and i == len(schedule) - 1 else iterates[i % 2]
+        X = torch.baddbmm(X, B, X, beta=a, out=target)
     return X
 
 
@@ -199,17 +193,23 @@ def _chunk_size(X: Tensor, dtype: torch.dtype) -> int:
     return max(1, CPU_CHUNK_BYTES // per_matrix)
 
 
-def _newton_schulz(X: Tensor, schedule: list[tuple[float, float, float]], dtype: torch.dtype, path: str) -> Tensor:
-    """Iterate on the normalized batch X (B, m, n), m ≤ n; the result in X's dtype."""
-    if not X.is_complex():
-        return _ns_real(X.to(dtype).contiguous(), schedule).to(X.dtype)
-    if path == "native":
-        return _ns_complex_native(X.to(COMPLEX_OF[dtype]).resolve_conj().contiguous(), schedule).to(X.dtype)
-    if path == "rowform":
+def _newton_schulz(X: Tensor, schedule: list[tuple[float, float, float]], dtype: torch.dtype, path: str,
+                   out: Tensor | None = None) -> Tensor:
+    """Iterate on the normalized batch X (B, m, n), m ≤ n; the result in X's dtype, written into `out`
+    when given (directly by the last product where the compute dtype is X's own)."""
+    if not X.is_complex() or path == "native":
+        work = dtype if not X.is_complex() else COMPLEX_OF[dtype]
+        direct = out is not None and work == X.dtype
+        Y = _ns_products(X.to(work).resolve_conj().contiguous(), schedule, out if direct else None).to(X.dtype)
+    elif path == "rowform":
         n = X.shape[-1]
         Z = _ns_complex_rowform(torch.cat((X.real, X.imag), dim=-1).to(dtype), schedule).to(X.real.dtype)
-        return torch.complex(Z[..., :n], Z[..., n:])
-    raise ValueError(f"complex path: expected one of {COMPLEX_PATHS}, got {path!r}")
+        Y, direct = torch.complex(Z[..., :n], Z[..., n:]), False
+    else:
+        raise ValueError(f"complex path: expected one of {COMPLEX_PATHS}, got {path!r}")
+    if out is None or direct:
+        return Y
+    return out.copy_(Y)
 
 
 def polar(
@@ -254,8 +254,11 @@ def _polar(
     chunk = _chunk_size(X, dtype)
     if chunk >= X.shape[0]:
         X = _newton_schulz(X, schedule, dtype, path)
-    else:
-        X = torch.cat([_newton_schulz(x, schedule, dtype, path) for x in X.split(chunk)])
+    else:  # each chunk's result straight into its rows of one output (no concatenation)
+        result = torch.empty(X.shape, dtype=X.dtype, device=X.device)
+        for x, y in zip(X.split(chunk), result.split(chunk)):
+            _newton_schulz(x, schedule, dtype, path, out=y)
+        X = result
     if not wide:
         X = X.mH
     return X.reshape(*lead, m, n)

@@ -8,7 +8,8 @@ with param groups as its partition, behind torch.optim's `Optimizer` API):
     for each param group:
         use_spectral False → AdamW on the group                (adamw.py: vectors, norms, tiny tensors)
         D = direction(G)                                       directions.py: G | momentum/Nesterov | Adam m̂/(√v̂+ε)
-        M = to_matrices(D, resolve_layout(p))                  layouts.py: (B, rows, cols) per parameter
+        M = to_matrices(D, layout of p)                        layouts.py: (B, rows, cols) per parameter; its layout
+                                                               and LR scale resolved once (Plan, plan_of)
     buckets: matrices of one (rows, cols, dtype, device, orientation, map options), stacked
     O = map(M), per bucket                                     Muon: Ψ_p; SpecMuon: polar, guided modes scaled by
         each rank maps its share, all get all                    control.scale (sharding.run_sharded)
@@ -25,6 +26,7 @@ group may override any of them, as in torch.optim.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Protocol
 
 import torch
@@ -34,7 +36,7 @@ from torch.optim import Optimizer
 
 from opspec.optim.adamw import adamw_group_step
 from opspec.optim.apply import decoupled_update, lr_scale
-from opspec.optim.layouts import ROWS_ARE_INPUTS, fans, from_matrices, resolve_layout, to_matrices
+from opspec.optim.layouts import ROWS_ARE_INPUTS, fans, from_matrices, matrix_shape, resolve_layout, to_matrices
 from opspec.optim.options import Option, check_constructor
 from opspec.optim.sharding import Work, run_sharded
 
@@ -59,6 +61,17 @@ class StepControl(Protocol):
               group: dict[str, Any]) -> tuple[Tensor, Tensor]:
         """(scale of each guided mode, new per-matrix state) of a batch of matrices from their state, the
         guided modes' singular values `sigma` (live: not numerically zero) and each matrix's step size γ."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A spectral parameter's layout, bucket orientation and LR scale, resolved once for the group options
+    and shape in `stamp` (group["layout"], group["adjust_lr"], the parameter's shape)."""
+
+    stamp: tuple[Any, ...]
+    layout: str
+    rows_are_inputs: bool
+    scale: float
 
 
 def hashable(value: Any) -> Any:
@@ -88,20 +101,33 @@ class SpectralOptimizer(Optimizer):
         defaults["use_spectral"] = True
         super().__init__(params, defaults)
         self.process_group = process_group
+        self._plans: dict[Tensor, Plan] = {}
         for group in self.param_groups:  # refuse, now, a spectral parameter without a matrix layout
             if group["use_spectral"]:
                 for p in group["params"]:
-                    self.layout_of(p, group)
+                    self.plan_of(p, group)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.__dict__.setdefault("process_group", None)  # not pickled: a group belongs to one job
+        self.__dict__.setdefault("_plans", {})
 
     def layout_of(self, p: Tensor, group: dict[str, Any]) -> str:
         try:
             return resolve_layout(p, group["layout"])
         except ValueError as err:
             raise ValueError(f"{type(self).__name__}: {err}") from None
+
+    def plan_of(self, p: Tensor, group: dict[str, Any]) -> Plan:
+        """`p`'s Plan, kept from its last step while its group's layout and adjust_lr and its shape are unchanged."""
+        stamp = (group["layout"], group["adjust_lr"], p.shape)
+        plan = self._plans.get(p)
+        if plan is None or plan.stamp != stamp:
+            layout = self.layout_of(p, group)
+            _, rows, cols = matrix_shape(tuple(p.shape), layout)
+            plan = Plan(stamp, layout, layout in ROWS_ARE_INPUTS, lr_scale(*fans(rows, cols, layout), group["adjust_lr"]))
+            self._plans[p] = plan
+        return plan
 
     # --- the pieces a subclass chooses -------------------------------------------------------------
 
@@ -157,15 +183,15 @@ class SpectralOptimizer(Optimizer):
             D = self.direction([p.grad for p in params], states, group)
             map_key = tuple(hashable(group[name]) for name in self.MAP_OPTIONS)
             for p, d in zip(params, D):
-                layout = self.layout_of(p, group)
-                M = to_matrices(d, layout)
-                key = (tuple(M.shape[-2:]), M.dtype, M.device, layout in ROWS_ARE_INPUTS, map_key)
-                buckets[key].append((p, group, layout, M))
+                plan = self.plan_of(p, group)
+                M = to_matrices(d, plan.layout)
+                key = (tuple(M.shape[-2:]), M.dtype, M.device, plan.rows_are_inputs, map_key)
+                buckets[key].append((p, group, plan.layout, M))
         works = [self.map_work(torch.cat([M for *_, M in items]) if len(items) > 1 else items[0][3], items, context)
                  for items in buckets.values()]
         for items, outputs in zip(buckets.values(), run_sharded(works, self.process_group)):
             O = self.finish(items, outputs)
             for (p, group, layout, M), o in zip(items, O.split([M.shape[0] for *_, M in items])):
                 U = self.after_map(p, from_matrices(o, layout, tuple(p.shape)), group)
-                decoupled_update(p, U, group["lr"], group["weight_decay"], lr_scale(*fans(*M.shape[-2:], layout), group["adjust_lr"]))
+                decoupled_update(p, U, group["lr"], group["weight_decay"], self._plans[p].scale)
         return loss

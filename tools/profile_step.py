@@ -1,0 +1,206 @@
+"""Where a Muon training step spends its CPU time, per comparison setting (issue 23), by torch.profiler.
+
+    python -m tools.profile_step --settings darcy_fno,darcy_tfno,navier_stokes_fno,burgers_fno,darcy_deeponet
+
+For each setting (`configs/<setting>.yaml` with optimizer.name=muon) the model is built as a run
+builds it (unit normalizers; glibc malloc set as a run sets it, `train.keep_freed_memory`) and trained on random batches of the config's shape (batch size,
+training resolution: no data file is read or generated). After warm-up steps, `--steps` steps run
+under torch.profiler with named ranges around the forward pass, the backward pass and the optimizer
+step, and around the pieces of the step (this tool wraps the functions step.py calls; the wrapping
+adds a little to "Python and dispatch"). Each top-level ATen op inside the optimizer step is
+charged to one category by the piece it runs in and its name:
+
+- Newton–Schulz matmuls: bmm / baddbmm / matmul inside the map (opspec.run_sharded);
+- map, other: the map's other ops (Frobenius norms, scaling, dtype casts, chunk cat);
+- layout copies: to_matrices / from_matrices, and copies (contiguous, clone, copy_) inside the map;
+- bucketing: torch.cat / split of the buckets in the step body;
+- direction: the momentum (or Adam) base;  update: θ ← (1 − lr·λ)θ − γU;  AdamW part: use_spectral=False;
+- Python and dispatch: the step's time outside every ATen op (its loops, dict look-ups, the wrapping).
+
+Shares are of the whole training step (forward + backward + optimizer step) and of the optimizer
+step; on a loaded machine only the shares and the op counts mean anything. The last table row per
+setting is torch.optim.AdamW's step on the same model, for reference.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import time
+from collections import Counter
+from typing import Any, Callable, Iterable
+
+import torch
+from torch.autograd.profiler_util import FunctionEvent
+
+import opspec.optim.step as step_module
+from opspec.training.assemble import build_net, optimizer_from_config, problem_meta, seed_everything
+from opspec.training.config import load_config
+from opspec.training.metrics import relative_l2
+from opspec.training.runtime import keep_freed_memory
+from tools.harness import ROOT, markdown_table
+
+SETTINGS = "darcy_fno,darcy_tfno,navier_stokes_fno,burgers_fno,darcy_deeponet"
+STEP_PIECES = {  # step.py's name → (range name, category)
+    "adamw_group_step": ("piece.adamw", "AdamW part"),
+    "to_matrices": ("piece.layout", "layout copies"),
+    "from_matrices": ("piece.layout", "layout copies"),
+    "decoupled_update": ("piece.update", "update"),
+}
+MAP_RANGE = "opspec.run_sharded"
+DIRECTION_RANGE = "piece.direction"
+PHASES = ("phase.zero_grad", "phase.forward", "phase.backward", "phase.optimizer")
+MATMULS = {"aten::bmm", "aten::baddbmm", "aten::matmul", "aten::mm", "aten::addmm"}
+COPIES = {"aten::contiguous", "aten::clone", "aten::copy_"}
+BUCKETING = {"aten::cat", "aten::split", "aten::split_with_sizes"}
+CATEGORIES = ("Newton–Schulz matmuls", "map, other", "layout copies", "bucketing", "direction", "update",
+              "AdamW part", "other ops", "Python and dispatch")
+
+
+def ranged(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    """`fn` run inside a torch.profiler range `name`."""
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with torch.profiler.record_function(name):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+def instrument(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
+    """Wrap the step's pieces in named ranges; returns the function that undoes it."""
+    saved = {name: getattr(step_module, name) for name in STEP_PIECES if hasattr(step_module, name)}
+    for name, fn in saved.items():
+        setattr(step_module, name, ranged(STEP_PIECES[name][0], fn))
+    if hasattr(optimizer, "direction"):
+        optimizer.direction = ranged(DIRECTION_RANGE, optimizer.direction)  # type: ignore[method-assign]
+
+    def undo() -> None:
+        for name, fn in saved.items():
+            setattr(step_module, name, fn)
+        optimizer.__dict__.pop("direction", None)
+    return undo
+
+
+def category(piece: str | None, op: str) -> str:
+    """The category of a top-level ATen op `op` run inside the step's piece `piece` (None: the step body)."""
+    if piece == MAP_RANGE:
+        if op in MATMULS:
+            return "Newton–Schulz matmuls"
+        return "layout copies" if op in COPIES else "map, other"
+    by_piece = {rng: cat for rng, cat in STEP_PIECES.values()} | {DIRECTION_RANGE: "direction"}
+    if piece in by_piece:
+        return by_piece[piece]
+    return "bucketing" if op in BUCKETING else "other ops"
+
+
+def charge(event: FunctionEvent, piece: str | None, totals: Counter, ops: Counter) -> None:
+    """Add the CPU time (µs) of each top-level ATen op under `event` to its category."""
+    for child in event.cpu_children:
+        if child.name.startswith("aten::"):
+            totals[category(piece, child.name)] += child.cpu_time_total
+            ops[child.name] += 1
+        else:
+            is_piece = child.name in {MAP_RANGE, DIRECTION_RANGE} | {r for r, _ in STEP_PIECES.values()}
+            charge(child, child.name if is_piece and piece is None else piece, totals, ops)
+
+
+def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, a: torch.Tensor, u: torch.Tensor) -> None:
+    """One training step in named phases: zero_grad, forward with the loss, backward, optimizer step."""
+    with torch.profiler.record_function("phase.zero_grad"):
+        optimizer.zero_grad(set_to_none=True)
+    with torch.profiler.record_function("phase.forward"):
+        loss = relative_l2(net(a), u).mean()
+    with torch.profiler.record_function("phase.backward"):
+        loss.backward()
+    with torch.profiler.record_function("phase.optimizer"):
+        optimizer.step()
+
+
+def build_setting(setting: str, optimizer_name: str, overrides: Iterable[str]) -> tuple[Any, Any, torch.Tensor, torch.Tensor]:
+    """(model with unit normalizers, optimizer, random input batch, random target batch) of a setting's config."""
+    cfg = load_config(str(ROOT / "configs" / f"{setting}.yaml"), [*overrides, f"optimizer.name={optimizer_name}"])
+    seed_everything(cfg.seed)
+    meta = problem_meta(cfg)
+    net = build_net(cfg.model, meta)
+    optimizer = optimizer_from_config(net.model, cfg.optimizer)
+    grid = [int(cfg.data.train_resolution)] * meta["n_space"]
+    a = torch.randn(int(cfg.train.batch_size), meta["in_channels"], *grid)
+    u = torch.randn(int(cfg.train.batch_size), meta["out_channels"], *grid)
+    return net, optimizer, a, u
+
+
+def profile(setting: str, optimizer_name: str, steps: int, warmup: int, overrides: Iterable[str]) -> dict[str, Any]:
+    """Per-step µs of each phase and of each optimizer category, and the optimizer's ATen ops per step."""
+    net, optimizer, a, u = build_setting(setting, optimizer_name, overrides)
+    undo = instrument(optimizer)
+    try:
+        for _ in range(warmup):
+            train_step(net, optimizer, a, u)
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for _ in range(steps):
+                train_step(net, optimizer, a, u)
+    finally:
+        undo()
+    phases: Counter = Counter()
+    totals: Counter = Counter()
+    ops: Counter = Counter()
+    for event in prof.events():
+        if event.name in PHASES and event.cpu_parent is None:
+            phases[event.name] += event.cpu_time_total
+            if event.name == "phase.optimizer":
+                charge(event, None, totals, ops)
+    totals["Python and dispatch"] = phases["phase.optimizer"] - sum(totals.values())
+    return {"phases": {k: v / steps for k, v in phases.items()}, "categories": {k: v / steps for k, v in totals.items()},
+            "ops_per_step": sum(ops.values()) / steps, "matrices": matrix_count(optimizer)}
+
+
+def matrix_count(optimizer: torch.optim.Optimizer) -> int:
+    """Matrices the spectral map takes per step (0 for a non-spectral optimizer)."""
+    from opspec.optim.layouts import matrix_shape
+
+    if not hasattr(optimizer, "layout_of"):
+        return 0
+    return sum(matrix_shape(tuple(p.shape), optimizer.layout_of(p, g))[0]
+               for g in optimizer.param_groups if g["use_spectral"] for p in g["params"])
+
+
+def table(setting: str, muon: dict[str, Any], adamw: dict[str, Any]) -> str:
+    """The Markdown table of one setting: each category's µs per step and shares."""
+    whole = sum(muon["phases"].values())
+    step = muon["phases"]["phase.optimizer"]
+    rows = [("forward + backward + zero_grad", f"{whole - step:.0f}", f"{(whole - step) / whole:.1%}", "")]
+    rows.append(("Muon step, all", f"{step:.0f}", f"{step / whole:.1%}", "100%"))
+    for name in CATEGORIES:
+        us = muon["categories"].get(name, 0.0)
+        rows.append((f"  {name}", f"{us:.0f}", f"{us / whole:.1%}", f"{us / step:.1%}"))
+    adamw_step = adamw["phases"]["phase.optimizer"]
+    adamw_whole = sum(adamw["phases"].values())
+    rows.append(("torch AdamW step (same model, its own run)", f"{adamw_step:.0f}", f"{adamw_step / adamw_whole:.1%}", ""))
+    head = (f"**{setting}**: {muon['matrices']} matrices in the map; {muon['ops_per_step']:.0f} ATen ops per Muon step "
+            f"(AdamW: {adamw['ops_per_step']:.0f})\n\n")
+    return head + markdown_table(("part", "µs / step", "share of training step", "share of Muon step"), rows,
+                                 ("left", "right", "right", "right"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--settings", default=SETTINGS, help="config names under configs/")
+    parser.add_argument("--steps", type=int, default=10, help="profiled steps per setting")
+    parser.add_argument("--warmup", type=int, default=3, help="unprofiled steps first")
+    parser.add_argument("--threads", type=int, default=1, help="intra-op threads (the comparisons used 1)")
+    parser.add_argument("overrides", nargs="*", help="config overrides for every setting")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    kept = keep_freed_memory()
+    started = time.perf_counter()
+    for setting in args.settings.split(","):
+        muon = profile(setting, "muon", args.steps, args.warmup, args.overrides)
+        adamw = profile(setting, "adamw", args.steps, args.warmup, args.overrides)
+        print(table(setting, muon, adamw) + "\n", flush=True)
+    print(f"threads {args.threads}; keep_freed_memory {kept}; {args.steps} profiled steps after {args.warmup} warm-up; "
+          f"total {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
