@@ -169,6 +169,9 @@ SPECMUON_OWN = (
            _interval(0.0, 1.0)),
     Option("energy_shift", float, 1.0, "C in E = √(ℓ + C)", NON_NEGATIVE),
     Option("loss_ema", float, 0.9, "β of the loss EMA ℓ; 0: the batch loss", FRACTION),
+    Option("energy_window", int, 0, "ℓ = the plain mean of the last n batch losses (n = steps per epoch: a "
+           "whole-data loss minibatch noise does not drive; 1 at full batch: the paper's E); 0: the EMA loss_ema",
+           _integer(0)),
     _choice("topk", "subspace", "top-k triplets by warm-started subspace iteration | batched svd", TOPK_METHODS),
     Option("subspace_iters", int, 1, "subspace iterations per step (4 at a cold start)", _integer(1)),
 )

@@ -2,7 +2,7 @@
 
 Each spectral matrix G (per Fourier mode for FNO weights) keeps one auxiliary scalar r_j for each of
 its k guided modes (its k largest singular triplets). With E = √(ℓ + C), ℓ the loss energy (an EMA
-of the closure's loss), γ = lr·scale(fan_out, fan_in) and σ_j the j-th singular value of G:
+of the closure's loss, or the mean of its last n values), γ = lr·scale(fan_out, fan_in) and σ_j the j-th singular value of G:
 
     Ĝ = G / ‖G‖_F = Σ_j s_j u_j v_jᴴ                      (s_j = σ_j / ‖G‖_F)
     r̃_j = r_j / (1 + γ σ_j / (2E²))                     (semi-implicit SAV shrink: r̃_j ≤ r_j)
@@ -114,7 +114,7 @@ class SpecMuon(SpectralOptimizer):
 
     Options: `opspec.optim.options.SPECMUON` (the skeleton's lr, momentum μ, weight_decay, eps ε,
     adjust_lr, layout, ns_steps, coefficients, compute_dtype, and its own guided_modes k,
-    relaxation ξ, energy_shift C, loss_ema, topk, subspace_iters), plus adamw_betas, adamw_eps for
+    relaxation ξ, energy_shift C, loss_ema, energy_window, topk, subspace_iters), plus adamw_betas, adamw_eps for
     groups with use_spectral=False. `process_group`: share the per-matrix work across its ranks, as
     in `Muon`; the closure's loss must then be the global one.
     """
@@ -125,20 +125,28 @@ class SpecMuon(SpectralOptimizer):
 
     def __init__(self, params: Any, lr: float | None = None, **options: Any) -> None:
         super().__init__(params, lr, **options)
-        if len({(g["energy_shift"], g["loss_ema"]) for g in self.param_groups}) > 1:
-            raise ValueError("SpecMuon: energy_shift and loss_ema set the one loss energy E; they must agree across groups")
+        if len({(g["energy_shift"], g["loss_ema"], g["energy_window"]) for g in self.param_groups}) > 1:
+            raise ValueError("SpecMuon: energy_shift, loss_ema and energy_window set the one loss energy E; "
+                             "they must agree across groups")
 
     def _energy(self, loss: float) -> float:
-        """E = √(ℓ + C) with ℓ the bias-corrected EMA of the losses seen so far (the loss itself if β = 0)."""
+        """E = √(ℓ + C) with ℓ the bias-corrected EMA of the losses seen so far (the loss itself if β = 0),
+        or with energy_window = n, the mean of the last n losses (fewer at the start)."""
         group = self.param_groups[0]
-        beta, shift = group["loss_ema"], group["energy_shift"]
+        beta, shift, window = group["loss_ema"], group["energy_shift"], group["energy_window"]
         state = self.state[ENERGY_KEY]
         if not state:
             state["ema"] = torch.zeros((), dtype=torch.float64)
             state["count"] = torch.zeros((), dtype=torch.int64)
         state["count"] += 1
-        state["ema"].mul_(beta).add_((1 - beta) * loss)
-        ell = (state["ema"] / (1 - beta ** state["count"].item())).item()
+        count = int(state["count"].item())
+        if window:
+            recent = state.setdefault("recent", torch.zeros(window, dtype=torch.float64))
+            recent[(count - 1) % window] = loss
+            ell = recent[: min(count, window)].mean().item()
+        else:
+            state["ema"].mul_(beta).add_((1 - beta) * loss)
+            ell = (state["ema"] / (1 - beta**count)).item()
         if ell + shift <= 0:
             raise ValueError(f"SpecMuon: loss energy {ell} + energy_shift {shift} must be positive; raise energy_shift")
         return math.sqrt(ell + shift)

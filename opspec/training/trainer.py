@@ -31,7 +31,7 @@ from tqdm.auto import tqdm
 
 from opspec.training.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, atomic_save, load_checkpoint, make_payload,
                                reconcile_run, restore_training_state)
-from opspec.training.config import load_config, to_container, to_yaml
+from opspec.training.config import batch_samples, load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset, fit_normalizer
 from opspec.data.batches import epoch_loader
 from opspec.data.multifile import open_data
@@ -245,7 +245,8 @@ class Trainer:
 
     def _init_optimizer_and_schedule(self) -> None:
         self.optimizer = optimizer_from_config(self.net.model, self.cfg.optimizer, self.ranks.group)
-        self.steps_per_epoch = math.ceil(len(self.train_data) / self.cfg.train.batch_size)
+        self.batch_size = batch_samples(self.cfg.train.batch_size, len(self.train_data))
+        self.steps_per_epoch = math.ceil(len(self.train_data) / self.batch_size)
         self.scheduler = build_scheduler(self.optimizer, self.cfg.train, self.steps_per_epoch)  # stepped per step
         self.epoch = 0
         self.best, self.best_epoch = math.inf, 0
@@ -429,7 +430,7 @@ class Trainer:
         world = self.ranks.world_size
         total, count = torch.zeros((), dtype=torch.float64), 0
         start = time.perf_counter()
-        loader = epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
+        loader = epoch_loader(self.train_data, self.batch_size, cfg.seed, epoch, cfg.train.num_workers,
                               self.ranks.rank, world)
         sync = self.sync_timing and self.device.type == "cuda"
         optimizer_seconds, lr = 0.0, self.optimizer.param_groups[0]["lr"]
