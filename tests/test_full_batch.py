@@ -45,10 +45,11 @@ def test_full_batch_epoch_is_one_step_with_the_whole_training_loss_as_energy(tin
 
 
 def test_full_batch_resume_matches_the_uninterrupted_run(tiny_overrides, tmp_path):
-    cfg = load_config(overrides=tiny_overrides + ["train.batch_size=all", "train.epochs=2", "optimizer.name=specmuon"])
+    cfg = load_config(overrides=tiny_overrides + ["train.batch_size=all", "train.epochs=3", "optimizer.name=specmuon",
+                                                  "optimizer.energy_window=2", "optimizer.energy_shift=0.01"])
     full = Trainer(cfg, run_dir=tmp_path / "full")
     full.fit()
-    stopped = Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[stop_after(1)])
+    stopped = Trainer(cfg, run_dir=tmp_path / "stopped", callbacks=[stop_after(2)])
     with pytest.raises(StopAfter):
         stopped.fit()
     payload = load_checkpoint(tmp_path / "stopped")
