@@ -1,15 +1,18 @@
 """SpecMuon in its paper's regime: full-batch DeepONet on 1-D Burgers against Adam, AdamW and Muon.
 
-Usage: `python tools/exp_specmuon_regime.py --config configs/burgers_deeponet_paper.yaml [--viscosity 0.01
---data-path datasets/... ] --iters 1500 --out checkpoints/exp_specmuon_regime/nu0.1.json`
+Usage: `python tools/exp_specmuon_regime.py [key=value ...] --iters 1000 --out <runs.json> --figure <png>`
+(config `--config configs/burgers_deeponet_paper.yaml` by default; the stiffer setting:
+`data.viscosity=0.01 data.path=datasets/burgers_s1024_n1200_nu0.01.h5`).
 
 One setting per call. Every run is full batch and deterministic (one step = the whole training split,
 constant LR). The last `--val` training samples are held out as a validation split; selection uses
-the final validation error, the test error is read once at the selected configurations.
+the final validation error only (every run records its test curve, which selection never reads).
 Stages: (1) each optimizer's LR on a ×3 grid (extended while the best is at an edge);
-(2) SpecMuon's constants k, C, ξ one at a time from the defaults at its best LR, then its LR again at
-the best constants; (3) `--seeds` seeds at every optimizer's selection. Figures: training loss and
-test error against iterations and against wall-clock, mean over the seeds.
+(2) SpecMuon's constants C, k, ξ one at a time from the defaults at its best LR, then its LR again at
+the best constants; (3) `--seeds` seeds at Muon's and SpecMuon's selections, `--baseline-seeds` at
+Adam's and AdamW's; (4) an ablation at seed 0: SpecMuon's selection with C = 1e6, which switches
+the step control off (Muon's map with SpecMuon's momentum). Figures: training loss and test error against iterations and against
+wall-clock, mean over the seeds.
 """
 
 from __future__ import annotations
@@ -44,7 +47,8 @@ BASE_OPTIONS: dict[str, dict[str, Any]] = {
     # full batch: E = √(L(θ) + C) at the current point, as the paper (loss_ema = 0)
     "specmuon": {"adamw_lr": 3e-3, "adjust_lr": "match_rms_adamw", "weight_decay": 0.0, "loss_ema": 0.0},
 }
-SPECMUON_CONSTANTS = {"guided_modes": [2, 16], "energy_shift": [0.1, 0.01], "relaxation": [0.0, 0.8]}
+SPECMUON_CONSTANTS = {"energy_shift": [0.1, 0.01], "guided_modes": [16], "relaxation": [0.8]}
+CONTROL_OFF_SHIFT = 1e6  # E² ≫ γσ: r̃ = r = E, so every guided mode steps by 1: SpecMuon without its step control
 SPECMUON_DEFAULTS = {"guided_modes": 6, "energy_shift": 1.0, "relaxation": 0.2}
 
 
@@ -135,13 +139,18 @@ class Study:
         for _ in range(3):
             best = min((self.run(name, lr, options) for lr in grid), key=lambda r: r["val"])
             if best["lr"] == grid[0]:
-                grid.insert(0, grid[0] / 3)
+                grid.insert(0, three_digits(grid[0] / 3))
             elif best["lr"] == grid[-1]:
-                grid.append(grid[-1] * 3)
+                grid.append(three_digits(grid[-1] * 3))
             else:
                 break
         best["grid"] = grid
         return best
+
+
+def three_digits(x: float) -> float:
+    """x rounded to three significant digits (so 3e-4 / 3 is the grid's 1e-4)."""
+    return float(f"{x:.3g}")
 
 
 def select(study: Study) -> dict[str, dict[str, Any]]:
@@ -159,7 +168,7 @@ def select(study: Study) -> dict[str, dict[str, Any]]:
         best = winner
     options = {**base, **constants}
     lr = best["lr"]
-    chosen["specmuon"] = study.lr_sweep("specmuon", options, [lr / 3, lr, lr * 3])
+    chosen["specmuon"] = study.lr_sweep("specmuon", options, [three_digits(lr / 3), lr, three_digits(lr * 3)])
     return chosen
 
 
@@ -224,7 +233,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iters", type=int, default=1500)
     parser.add_argument("--eval-every", type=int, default=25)
     parser.add_argument("--val", type=int, default=100, help="training samples held out for selection")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds at Muon's and SpecMuon's selections")
+    parser.add_argument("--baseline-seeds", type=int, default=3, help="seeds at Adam's and AdamW's selections")
     parser.add_argument("--out", default="checkpoints/exp_specmuon_regime/study.json")
     parser.add_argument("--figure", default="docs/figures/specmuon_regime.png")
     parser.add_argument("--threads", type=int, default=1)
@@ -233,10 +243,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = load_config(args.config, args.overrides)
     study = Study(cfg, load_splits(cfg, args.val), args.iters, args.eval_every, Path(args.out))
     chosen = select(study)
-    finals = {name: [study.run(name, c["lr"], c["options"], seed) for seed in range(args.seeds)]
-              for name, c in chosen.items()}
+    seeds = {"muon": args.seeds, "specmuon": args.seeds, "adam": args.baseline_seeds, "adamw": args.baseline_seeds}
+    finals = {name: [study.run(name, chosen[name]["lr"], chosen[name]["options"], seed) for seed in range(seeds[name])]
+              for name in ("specmuon", "muon", "adam", "adamw")}
+    spec = chosen["specmuon"]
+    off = study.run("specmuon", spec["lr"], {**spec["options"], "energy_shift": CONTROL_OFF_SHIFT})
+    print(f"ablation, seed 0: SpecMuon at its selection with energy_shift={CONTROL_OFF_SHIFT:g} (step control off): "
+          f"val {off['val']:.4f} test {off['test']:.4f}; with its selected constants: val {spec['val']:.4f} "
+          f"test {spec['test']:.4f}")
     title = (f"DeepONet, Burgers ν={cfg.data.viscosity}, full batch ({len(study.data['train'][0])} samples), "
-             f"mean of {args.seeds} seeds")
+             f"mean of {args.seeds} seeds ({args.baseline_seeds} for Adam, AdamW)")
     figure(finals, title, Path(args.figure))
     print(summary(finals, chosen, args.iters))
     print(f"runs: {len(study.runs)}")
