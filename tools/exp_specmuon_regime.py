@@ -195,7 +195,7 @@ def figure(finals: dict[str, list[dict[str, Any]]], title: str, path: Path) -> N
             axes[row, 1].semilogy(seconds, values, label=label)
     for row, key in enumerate(("training loss (rel. L2, full batch)", "test rel. L2")):
         axes[row, 0].set(xlabel="iteration", ylabel=key)
-        axes[row, 1].set(xlabel="seconds (optimizer steps only)", ylabel=key)
+        axes[row, 1].set(xlabel="seconds in step(closure): forward, backward, update", ylabel=key)
     axes[0, 0].legend()
     fig.suptitle(title)
     fig.tight_layout()
