@@ -38,16 +38,22 @@ class EnergySource(Protocol):
 
 
 class LossEMA:
-    """ℓ = the bias-corrected EMA of the losses seen so far, β = `loss_ema` (the loss itself if β = 0)."""
+    """ℓ = the bias-corrected EMA of the losses seen so far, β = `loss_ema` (the loss itself if β = 0);
+    with `energy_window` = n > 0, the plain mean of the last n losses (fewer at the start) instead."""
 
     def __call__(self, loss: float, state: dict[str, Any], group: dict[str, Any]) -> float:
-        beta = group["loss_ema"]
+        beta, window = group["loss_ema"], group.get("energy_window", 0)
         if not state:
             state["ema"] = torch.zeros((), dtype=torch.float64)
             state["count"] = torch.zeros((), dtype=torch.int64)
         state["count"] += 1
+        count = int(state["count"].item())
+        if window:
+            recent = state.setdefault("recent", torch.zeros(window, dtype=torch.float64))
+            recent[(count - 1) % window] = loss
+            return recent[: min(count, window)].mean().item()
         state["ema"].mul_(beta).add_((1 - beta) * loss)
-        return (state["ema"] / (1 - beta ** state["count"].item())).item()
+        return (state["ema"] / (1 - beta**count)).item()
 
 
 def sav_shrink(r: Tensor, sigma: Tensor, gamma: float, energy: float) -> Tensor:

@@ -45,6 +45,9 @@ SPECMUON_OWN = (
            interval(0.0, 1.0)),
     Option("energy_shift", float, 1.0, "C in E = √(ℓ + C)", NON_NEGATIVE),
     Option("loss_ema", float, 0.9, "β of the loss EMA ℓ; 0: the batch loss", FRACTION),
+    Option("energy_window", int, 0, "ℓ = the plain mean of the last n batch losses (n = steps per epoch: a "
+           "whole-data loss minibatch noise does not drive; 1 at full batch: the paper's E); 0: the EMA loss_ema",
+           integer_at_least(0)),
     choice("topk", "subspace", "top-k triplets by warm-started subspace iteration | batched svd", TOPK_METHODS),
     Option("subspace_iters", int, 1, "subspace iterations per step (4 at a cold start)", integer_at_least(1)),
 )
@@ -102,7 +105,7 @@ class SpecMuon(SpectralOptimizer):
 
     Options: `SPECMUON` (the skeleton's lr, momentum μ, weight_decay, eps ε, adjust_lr, layout,
     ns_steps, coefficients, compute_dtype, and its own guided_modes k, relaxation ξ, energy_shift C,
-    loss_ema, topk, subspace_iters), plus adamw_betas, adamw_eps for groups with use_spectral=False.
+    loss_ema, energy_window, topk, subspace_iters), plus adamw_betas, adamw_eps for groups with use_spectral=False.
     `process_group`: share the per-matrix work across its ranks, as in `Muon`; the closure's loss
     must then be the global one.
     """
@@ -114,8 +117,9 @@ class SpecMuon(SpectralOptimizer):
 
     def __init__(self, params: Any, lr: float | None = None, **options: Any) -> None:
         super().__init__(params, lr, **options)
-        if len({(g["energy_shift"], g["loss_ema"]) for g in self.param_groups}) > 1:
-            raise ValueError("SpecMuon: energy_shift and loss_ema set the one loss energy E; they must agree across groups")
+        if len({(g["energy_shift"], g["loss_ema"], g["energy_window"]) for g in self.param_groups}) > 1:
+            raise ValueError("SpecMuon: energy_shift, loss_ema and energy_window set the one loss energy E; "
+                             "they must agree across groups")
 
     def modified_energy(self) -> float:
         """Σ r_j² over every guided mode of every matrix: non-increasing from step to step."""

@@ -21,7 +21,7 @@ from opspec.data import OperatorDataset, UnitGaussianNormalizer, fit_normalizer
 from opspec.models import NormalizedOperator, build_model
 from opspec.optim import build_optimizer, options_from_config
 from opspec.models import model_labels
-from opspec.training.config import to_container
+from opspec.training.config import batch_samples, to_container
 from opspec.training.schedule import build_scheduler
 
 META_KEYS = ("in_channels", "out_channels", "n_space")
@@ -115,6 +115,6 @@ def assemble(cfg: DictConfig, meta: dict[str, Any], train_data: OperatorDataset,
     net = build_net(cfg.model, meta, train_data, normalizers)
     net.to(device)
     optimizer = optimizer_from_config(net.model, cfg.optimizer, process_group)
-    steps_per_epoch = math.ceil(len(train_data) / cfg.train.batch_size)
+    steps_per_epoch = math.ceil(len(train_data) / batch_samples(cfg.train.batch_size, len(train_data)))
     scheduler = build_scheduler(optimizer, cfg.train, steps_per_epoch)  # stepped per step
     return Parts(net, optimizer, scheduler, steps_per_epoch)

@@ -82,7 +82,7 @@ OptimizerConfig = make_dataclass("OptimizerConfig", config_fields())
 @dataclass
 class TrainConfig:
     epochs: int = 40
-    batch_size: int = 20  # the global batch: under torchrun each of N ranks takes a share of it
+    batch_size: Any = 20  # the global batch (N ranks share it), or "all": full batch, one step per epoch
     scheduler: str = "cosine"  # cosine (to zero) | step | none
     schedule_unit: str = "step"  # step: the cosine moves every step, 0 after the last | epoch: once per epoch
     step_size: int = 100  # epochs between halvings for scheduler=step
@@ -170,6 +170,12 @@ def _per_axis(value: Any) -> Any:
     if isinstance(value, str) and re.fullmatch(r"\s*\d+(\s*x\s*\d+)+\s*", value):
         return [int(v) for v in value.split("x")]
     return value
+FULL_BATCH = "all"  # train.batch_size for full-batch training
+
+
+def batch_samples(batch_size: int | str, n_train: int) -> int:
+    """Samples per step: `batch_size`, or the whole training set for train.batch_size=all."""
+    return n_train if batch_size == FULL_BATCH else int(batch_size)
 
 
 def _check_number(cfg: DictConfig, key: str, ok: Any, expected: str) -> None:
@@ -194,7 +200,9 @@ def _validate(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise _Invalid([key], f"{key}={value!r}, expected one of {list(allowed)}")
-    positive = ["train.epochs", "train.batch_size", "train.eval_batch_size", "train.step_size", "data.n_train",
+    if cfg.train.batch_size != FULL_BATCH:
+        _check_number(cfg, "train.batch_size", lambda x: x >= 1 and x == int(x), f"an integer >= 1 or {FULL_BATCH!r}")
+    positive = ["train.epochs", "train.eval_batch_size", "train.step_size", "data.n_train",
                 "data.n_test", "data.grid_resolution", "model.hidden_channels", "model.n_layers",
                 "model.lifting_channel_ratio", "model.projection_channel_ratio",
                 "model.branch_width", "model.trunk_width", "model.depth", "model.basis"]

@@ -36,7 +36,7 @@ from opspec.training.callbacks import (Callback, DivergedError, EpochCallback, F
                                        as_callback, grads_finite, why_not_finite)
 from opspec.training.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_copy, atomic_save, load_checkpoint, make_payload,
                                reconcile_run, restore_training_state, selection_error)
-from opspec.training.config import load_config, to_container, to_yaml
+from opspec.training.config import batch_samples, load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader
 from opspec.data.holdout import validation_of
@@ -248,6 +248,7 @@ class Trainer:
     def _init_optimizer_and_schedule(self) -> None:
         self.optimizer, self.scheduler = self._parts.optimizer, self._parts.scheduler
         self.steps_per_epoch = self._parts.steps_per_epoch
+        self.batch_size = batch_samples(self.cfg.train.batch_size, len(self.train_data))  # "all": full batch
         self.epoch = 0
         self.best, self.best_epoch = math.inf, 0
         train = self.cfg.train
@@ -467,7 +468,7 @@ class Trainer:
     def batches(self, epoch: int) -> Any:
         """Epoch `epoch`'s batches of this rank: (a, u, n_global, weight), shuffled by (seed, epoch)."""
         cfg = self.cfg
-        return epoch_loader(self.train_data, cfg.train.batch_size, cfg.seed, epoch, cfg.train.num_workers,
+        return epoch_loader(self.train_data, self.batch_size, cfg.seed, epoch, cfg.train.num_workers,
                             self.ranks.rank, self.ranks.world_size)
 
     def train_epoch(self, epoch: int, bar: tqdm | None = None) -> dict[str, float]:
