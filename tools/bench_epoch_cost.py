@@ -37,11 +37,15 @@ from opspec.training.trainer import Trainer
 from tools.harness import ROOT, alternate, markdown_table, run_json
 
 # The child of --against: one training run in the tree it is started in, its epochs' seconds as JSON.
-# It uses only what every tree has (load_config, Trainer), so an older commit runs it unchanged.
+# It uses only what every tree has (load_config, Trainer, where either lives), so an older commit runs it unchanged.
 CHILD = """import json, sys, torch
 torch.set_num_threads(int(sys.argv[1]))
-from opspec.training.config import load_config
-from opspec.training.trainer import Trainer
+try:
+    from opspec.training.config import load_config
+    from opspec.training.trainer import Trainer
+except ImportError:  # a tree from before the training package (84f24f1 and older)
+    from opspec.config import load_config
+    from opspec.train import Trainer
 print(json.dumps([h["epoch_seconds"] for h in Trainer(load_config(sys.argv[2], sys.argv[3:])).fit()]))"""
 
 
@@ -82,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads (the comparisons used 1)")
     parser.add_argument("--lr", action="append", default=[], metavar="SETTING:NAME=LR",
                         help="an LR other than the config's (the step cost does not depend on it)")
+    parser.add_argument("--new-override", dest="new_overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="with --against, repeatable: an override for the new tree only (a key the old one does "
+                             "not know, e.g. data.val_fraction=0 and train.schedule_unit=epoch for the same work per epoch)")
     parser.add_argument("--against", type=Path, default=None, metavar="PATH",
                         help="another tree (the old commit's worktree): time both, fresh processes, ABBA")
     parser.add_argument("overrides", nargs="*", help="config overrides for every run")
@@ -104,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
                 tree, _, name = variant.rpartition(":")
                 lr = lrs.get(f"{setting}:{name}")
                 if tree:
+                    extra = args.new_overrides if tree == "new" else []
                     return tree_epoch_seconds(trees[tree], setting, args.threads,
-                                              run_overrides(setting, name, lr, args.epochs, Path(tmp), args.overrides))
+                                              run_overrides(setting, name, lr, args.epochs, Path(tmp), args.overrides + extra))
                 return epoch_seconds(setting, name, lr, args.epochs, Path(tmp), args.overrides)
 
             def say(r: int, variant: str, secs: list[float]) -> None:

@@ -1,6 +1,6 @@
 """SpecMuon in its paper's regime: full-batch DeepONet on 1-D Burgers against Adam, AdamW and Muon.
 
-Usage: `python tools/exp_specmuon_regime.py [key=value ...] --iters 1000 --out <runs.json> --figure <png>`
+Usage: `python -m tools.exp_specmuon_regime [key=value ...] --iters 1000 --out <runs.json> --figure <png>`
 (config `--config configs/burgers_deeponet_paper.yaml` by default; the stiffer setting:
 `data.viscosity=0.01 data.path=datasets/burgers_s1024_n1200_nu0.01.h5`).
 
