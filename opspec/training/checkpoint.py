@@ -231,7 +231,7 @@ def append_metrics(path: str | os.PathLike, record: dict[str, Any]) -> None:
         os.fsync(fh.fileno())
 
 
-def _checkpoint_epoch(path: Path) -> int | None:
+def checkpoint_epoch(path: Path) -> int | None:
     """The epoch stored in a checkpoint file, or None if it is missing or unreadable."""
     if not path.is_file():
         return None
@@ -277,7 +277,7 @@ def reconcile_run(run_dir: str | os.PathLike, payload: dict[str, Any]) -> RunSta
         best, best_epoch = float(payload.get("best", math.inf)), int(payload.get("best_epoch", 0) or 0)
     best_path = run_dir / "best.pt"
     if best_epoch:
-        stored = _checkpoint_epoch(best_path)
+        stored = checkpoint_epoch(best_path)
         if stored != best_epoch:
             if best_epoch == epoch and Path(payload["path"]).resolve() != best_path.resolve():
                 atomic_copy(payload["path"], best_path)

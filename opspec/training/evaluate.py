@@ -24,8 +24,9 @@ from opspec.data.canonical import parse_resolution
 from opspec.data.multifile import open_data
 from opspec.training.distributed import Ranks, all_gather_lists, shard_range
 from opspec.core.errors import OpspecError, cli_main
-from opspec.core.fileio import atomic_path, atomic_write_json, unwritable
+from opspec.core.fileio import atomic_write_json, unwritable
 from opspec.training.metrics import relative_l2
+from opspec.training.plots import save_png
 
 __all__ = ["check_finite", "evaluate_model", "format_table", "main", "model_from_checkpoint", "plot_samples", "summary_json"]
 
@@ -146,14 +147,7 @@ def plot_samples(
             ax.set_yticks([])
             fig.colorbar(shown, ax=ax, fraction=0.046)
     fig.suptitle(f"{file.path.name}, test split, resolution {resolution}")
-    fig.tight_layout()
-    out = Path(out)
-    try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp, dpi=90, format="png")
-    finally:
-        plt.close(fig)
-    return out
+    return save_png(fig, out)
 
 
 def _resolution_arg(text: str):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from opspec.training.checkpoint import read_metrics
 from opspec.core.fileio import atomic_path
@@ -28,6 +29,13 @@ def plot_curves(metrics: str | os.PathLike, out: str | os.PathLike) -> Path:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
     ax.set_title(Path(metrics).parent.name)
+    return save_png(fig, out)
+
+
+def save_png(fig: Any, out: str | os.PathLike) -> Path:
+    """Write a matplotlib figure as a PNG atomically (no half-written file at `out`), then close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(out)
     try:

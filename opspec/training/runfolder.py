@@ -48,13 +48,10 @@ def default_run_name(problem: str, model: str) -> str:
 
 
 def _epoch_of(path: Path) -> int | None:
-    """The epoch a checkpoint file holds, or None if it is missing or unreadable."""
-    if not path.is_file():
-        return None
-    try:
-        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
-    except Exception:
-        return None
+    """The epoch a checkpoint file holds, or None if it is missing or unreadable (checkpoint.py reads it)."""
+    from opspec.training.checkpoint import checkpoint_epoch  # here: checkpoint → assemble → config → this module
+
+    return checkpoint_epoch(path)
 
 
 def _same_record(a: dict[str, Any], b: dict[str, Any]) -> bool:
