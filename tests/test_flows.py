@@ -74,6 +74,16 @@ def test_readme_burgers_generate_train_evaluate_describe_in_one_dimension(tmp_pa
     assert "32" in results
 
 
+def test_readme_navier_stokes_generate_train_evaluate_describe_with_time_as_channels(tmp_path, capsys):
+    data = tmp_path / "ns.h5"
+    _ok(data_main(["generate", "navier_stokes", "--resolution", "16", "--n-train", "4", "--n-test", "2", "--t-in", "2",
+                   "--t-out", "3", "--out", str(data)]), capsys)
+    results = _train_evaluate_describe(tmp_path, str(data), ["model.n_modes=[4,4]", "data.train_resolution=8",
+                                       "data.eval_resolutions=[8,16]", "data.t_in=2", "data.t_out=3"],
+                                       "navier_stokes_fno", ["8", "16"], capsys, config="configs/navier_stokes_fno.yaml")
+    assert "16" in results
+
+
 def test_readme_fno_paper_mat_convert_train_evaluate(tmp_path, capsys):
     rng = np.random.default_rng(0)
     mat = tmp_path / "piececonst_r9_N12.mat"
