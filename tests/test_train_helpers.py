@@ -1,4 +1,4 @@
-"""Fast unit tests of opspec/train.py's helpers: plain values or a tmp folder, no training.
+"""Fast unit tests of opspec/training/trainer.py's helpers: plain values or a tmp folder, no training.
 
 Each test fixes a hand-computed expectation, so a wrong number, a wrong file name or a branch taken the
 wrong way fails (these are also the tests mutmut runs against train.py, docs/RESULTS.md).
