@@ -30,6 +30,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from opspec.sweep.executors import InlineExecutor  # noqa: E402
+from tools.harness import save_figure  # noqa: E402
 from opspec.sweep.records import ResultStore, TrialSpec, import_results_jsonl  # noqa: E402
 from opspec.sweep.runner import records, run_sweep  # noqa: E402
 from opspec.sweep.selection import score, selection_split  # noqa: E402
@@ -112,9 +113,7 @@ def plot(sweeps: dict[str, dict[str, dict[float, float]]], optimizers: list[str]
         ax.set_ylabel("final error / the variant's best")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def read_sweep(folder: Path, epochs: int, seed: int) -> dict[str, dict[float, float]]:

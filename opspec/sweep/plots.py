@@ -12,6 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from opspec.sweep.stats import ci95  # noqa: E402
+from opspec.training.plots import save_png  # noqa: E402
 
 Best = dict[str, tuple[float, list[dict[str, Any]]]]
 
@@ -37,9 +38,7 @@ def plot_curves(best: Best, path: Path, target: float | None) -> None:
     ax.set_ylabel("test relative L2 (training resolution)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_budgets(per_opt: dict[str, dict[float, tuple[float, list[dict[str, Any]]]]], budgets: list[float],
@@ -58,6 +57,4 @@ def plot_budgets(per_opt: dict[str, dict[float, tuple[float, list[dict[str, Any]
     ax.set_ylabel(f"final test relative L2 at {train_res}")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_png(fig, path)
