@@ -30,6 +30,13 @@ from opspec.sweep.trial import TrialContext, run_trial, trial_starts
     ({"learning_rate": 1}, r"sweep spec key 'learning_rate' is unknown"),
     ({"base_lr": ["muon=0.01"], "optimizers": ["adamw"]}, r"base_lr.muon: 'muon' is not among optimizers"),
     ({"config": "/nonexistent.yaml"}, r"config=/nonexistent.yaml: no such file"),
+    ({"variants": {"adamw_b95": ["optimizer.betas=[0.9,0.95]"]}, "optimizers": ["adamw_b95"]},
+     r"variants.adamw_b95=.*: expected optimizer.name=<one of"),
+    ({"variants": {"adamw_b95": ["optimizer.name=adamw", "optimizer.lr=0.1"]}, "optimizers": ["adamw_b95"]},
+     r"variants.adamw_b95: 'optimizer.lr=0.1' is not a key=value override the sweep leaves"),
+    ({"variants": {"muon": ["optimizer.name=adamw"]}, "optimizers": ["muon"]}, r"variants.muon: expected a new name"),
+    ({"variants": {"adamw_b95": ["optimizer.name=adamw"]}, "optimizers": ["adamw"]},
+     r"variants.adamw_b95: 'adamw_b95' is not among optimizers"),
 ])
 def test_spec_refuses_bad_input_naming_the_key(values, message):
     with pytest.raises(OpspecError, match=message):
@@ -41,6 +48,26 @@ def test_the_cli_refuses_a_bad_override_before_any_trial(tmp_path, capsys):
 
     assert main(["--inline", "--out", str(tmp_path / "s"), "train.epochz=3"]) == 2
     assert "train.epochz" in capsys.readouterr().err and not (tmp_path / "s").exists()
+
+
+def test_a_variant_trains_its_own_overrides(darcy_file, tmp_path):
+    """A variant (AdamW at β₂ = 0.95, from the command line's NAME=override;override) is an optimizer of its
+    own: its trials' configs carry its overrides, its LR grid centres on its base's, and its errors differ
+    from plain AdamW's at the same LR and seed."""
+    from opspec.sweep.__main__ import parse_args, spec_from_args
+    from conftest import TINY_OVERRIDES
+    from opspec.training.config import load_config
+
+    spec = spec_from_args(parse_args(["--optimizers", "adamw,adamw_b95", "--variant",
+                                      "adamw_b95=optimizer.name=adamw;optimizer.betas=[0.9,0.95]", "--epochs", "2",
+                                      "--log", "none", *TINY_OVERRIDES, f"data.path={darcy_file}"]))
+    assert spec.variants == {"adamw_b95": ["optimizer.name=adamw", "optimizer.betas=[0.9,0.95]"]}
+    assert spec.lr_grid("adamw_b95") == spec.lr_grid("adamw")
+    ctx = TrialContext(sweep_dir=str(tmp_path), config=None, overrides=list(spec.overrides), variants=spec.variants)
+    plain, tuned = (run_trial(ctx, TrialSpec(name, 0.003, 0, 2)) for name in ("adamw", "adamw_b95"))
+    cfg = load_config(str(tmp_path / "runs" / "adamw_b95_lr0.003_s0_e2" / "config.yaml"))
+    assert cfg.optimizer.name == "adamw" and list(cfg.optimizer.betas) == [0.9, 0.95] and cfg.optimizer.lr == 0.003
+    assert tuned["optimizer"] == "adamw_b95" and tuned["curve"] != plain["curve"]
 
 
 def test_validation_selects_and_test_is_reported(tmp_path):

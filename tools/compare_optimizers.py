@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out or ROOT / "checkpoints" / f"compare_{args.problem}_{args.model}").resolve()
     out.mkdir(parents=True, exist_ok=True)
     import_results_jsonl(out / "results.jsonl", ResultStore(out))
-    ctx = TrialContext(sweep_dir=str(out), config=spec.config, overrides=list(spec.overrides), experiment=spec.name,
+    ctx = TrialContext(sweep_dir=str(out), config=spec.config, overrides=list(spec.overrides), variants=spec.variants,
+                       experiment=spec.name,
                        log=spec.log, cwd=os.getcwd())
     if args.ray or args.address:
         from opspec.sweep.executors import RayExecutor

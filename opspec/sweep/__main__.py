@@ -29,7 +29,7 @@ FLAGS = {  # flag → spec key; "append" flags take NAME=VALUE items
     "--target": "target", "--log": "log", "--cpus-per-trial": "cpus_per_trial", "--gpus-per-trial": "gpus_per_trial",
     "--threads-per-trial": "threads_per_trial", "--max-concurrent": "max_concurrent",
 }
-APPEND_FLAGS = {"--lrs": "lrs", "--base-lr": "base_lr", "--epoch-cost": "epoch_cost"}
+APPEND_FLAGS = {"--lrs": "lrs", "--base-lr": "base_lr", "--epoch-cost": "epoch_cost", "--variant": "variants"}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -83,7 +83,7 @@ def check_configs(spec: SweepSpec) -> None:
     from opspec.training.config import load_config
 
     for name in spec.optimizers:
-        load_config(spec.config, [*spec.overrides, f"optimizer.name={name}", f"train.epochs={spec.epochs}",
+        load_config(spec.config, [*spec.overrides, *spec.optimizer_overrides(name), f"train.epochs={spec.epochs}",
                                   f"train.log={spec.log}"])
     if spec.log != "none":
         from opspec.training.loggers import check_logger
@@ -103,7 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     check_configs(spec)
     ctx = TrialContext(sweep_dir=str(sweep_dir), config=spec.config, overrides=list(spec.overrides),
-                       experiment=spec.name, log=spec.log, threads=spec.threads_per_trial, cwd=os.getcwd())
+                       variants=spec.variants, experiment=spec.name, log=spec.log, threads=spec.threads_per_trial,
+                       cwd=os.getcwd())
     if args.inline:
         from opspec.sweep.executors import InlineExecutor
 

@@ -32,6 +32,9 @@ class SweepSpec:
     config: str | None = None  # the base YAML config; None: opspec's default experiment
     overrides: list[str] = field(default_factory=list)  # dotted overrides for every trial
     optimizers: list[str] = field(default_factory=lambda: ["adamw", "muon"])
+    # named optimizer settings usable in `optimizers`: NAME → config overrides, optimizer.name=BASE among them
+    # (a tuned baseline's β₂, warm-up or weight decay, each swept as an optimizer of its own)
+    variants: dict[str, list[str]] = field(default_factory=dict)
     lrs: dict[str, list[float]] = field(default_factory=dict)  # an explicit grid per optimizer
     base_lr: dict[str, float] = field(default_factory=dict)  # else a grid of lr_factors around this
     lr_factors: list[float] = field(default_factory=lambda: [0.5, 1.0, 2.0])
@@ -54,8 +57,16 @@ class SweepSpec:
         """The first grid of `optimizer` at the full budget."""
         if optimizer in self.lrs:
             return sorted(round_lr(lr) for lr in self.lrs[optimizer])
-        centre = self.base_lr.get(optimizer, BASE_LR.get(optimizer, DEFAULT_BASE_LR))
+        centre = self.base_lr.get(optimizer, BASE_LR.get(self.base_of(optimizer), DEFAULT_BASE_LR))
         return sorted(round_lr(centre * f) for f in self.lr_factors)
+
+    def base_of(self, optimizer: str) -> str:
+        """The opspec optimizer a name trains: a variant's optimizer.name, else the name itself."""
+        return _base(self.variants[optimizer]) if optimizer in self.variants else optimizer
+
+    def optimizer_overrides(self, optimizer: str) -> list[str]:
+        """The config overrides that make a trial train `optimizer` (a variant's list, or optimizer.name=NAME)."""
+        return list(self.variants.get(optimizer, [f"optimizer.name={optimizer}"]))
 
     def budget_epochs(self, budget: float) -> int:
         """Epochs of a schedule at `budget` times the full length (at least one)."""
@@ -64,6 +75,15 @@ class SweepSpec:
     def all_seeds(self) -> list[int]:
         """The sweep seeds, then the confirm seeds not among them."""
         return [*self.seeds, *(s for s in self.confirm_seeds if s not in self.seeds)]
+
+
+SET_BY_THE_SWEEP = ("optimizer.lr", "seed", "train.epochs", "out_dir", "run_name")  # a variant may not set these
+
+
+def _base(overrides: list[str]) -> str:
+    """The value of the last optimizer.name=… among `overrides` ('' when none)."""
+    names = [o.partition("=")[2].strip() for o in overrides if o.partition("=")[0].strip() == "optimizer.name"]
+    return names[-1] if names else ""
 
 
 def round_lr(lr: float) -> float:
@@ -115,6 +135,9 @@ def build_spec(values: Mapping[str, Any]) -> SweepSpec:
             value = [str(v).strip() for v in (value.split(",") if isinstance(value, str) else value)]
         elif key == "overrides":
             value = [str(v) for v in value]
+        elif key == "variants":  # YAML: NAME: [override, ...]; command line: NAME=override;override
+            value = {k: [str(o).strip() for o in (v.split(";") if isinstance(v, str) else v) if str(o).strip()]
+                     for k, v in _mapping(key, value).items()}
         elif key == "lrs":
             value = {k: _numbers(f"lrs.{k}", v, float) for k, v in _mapping(key, value).items()}
         elif key in ("base_lr", "epoch_cost"):
@@ -132,10 +155,21 @@ def build_spec(values: Mapping[str, Any]) -> SweepSpec:
 
 def check_spec(spec: SweepSpec) -> None:
     """Refuse a spec that cannot run, naming the key."""
-    unknown = [o for o in spec.optimizers if o not in OPTIMIZERS]
+    for name, overrides in spec.variants.items():
+        if name in OPTIMIZERS or not name or "/" in name:
+            raise OpspecError(f"variants.{name}: expected a new name without '/', not one of opspec's optimizers")
+        if _base(overrides) not in OPTIMIZERS:
+            raise OpspecError(f"variants.{name}={overrides}: expected optimizer.name=<one of {list(OPTIMIZERS)}> "
+                              "among its overrides")
+        bad = [o for o in overrides if "=" not in o or o.partition("=")[0].strip() in SET_BY_THE_SWEEP]
+        if bad:
+            raise OpspecError(f"variants.{name}: {bad[0]!r} is not a key=value override the sweep leaves to "
+                              f"the variant (it sets {', '.join(SET_BY_THE_SWEEP)} itself)")
+    unknown = [o for o in spec.optimizers if o not in OPTIMIZERS and o not in spec.variants]
     if not spec.optimizers or unknown:
-        raise OpspecError(f"optimizers={spec.optimizers}: unknown {unknown}; expected names from {list(OPTIMIZERS)}")
-    for key in ("lrs", "base_lr", "epoch_cost"):
+        raise OpspecError(f"optimizers={spec.optimizers}: unknown {unknown}; expected names from {list(OPTIMIZERS)} "
+                          "or variants")
+    for key in ("lrs", "base_lr", "epoch_cost", "variants"):
         strays = [o for o in getattr(spec, key) if o not in spec.optimizers]
         if strays:
             raise OpspecError(f"{key}.{strays[0]}: {strays[0]!r} is not among optimizers={spec.optimizers}")

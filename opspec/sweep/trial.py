@@ -26,6 +26,7 @@ class TrialContext:
     sweep_dir: str
     config: str | None
     overrides: list[str] = field(default_factory=list)
+    variants: dict[str, list[str]] = field(default_factory=dict)  # the spec's named optimizer settings
     experiment: str = "sweep"
     log: str = "none"
     threads: int = 1
@@ -42,7 +43,8 @@ def trial_argv(ctx: TrialContext, trial: TrialSpec, run_dir: Path) -> list[str]:
     if (run_dir / "last.pt").exists():
         return ["--resume", str(run_dir), *carried]
     config = ["--config", ctx.config] if ctx.config else []
-    return [*config, *ctx.overrides, f"optimizer.name={trial.optimizer}", f"optimizer.lr={trial.lr}",
+    optimizer = ctx.variants.get(trial.optimizer, [f"optimizer.name={trial.optimizer}"])
+    return [*config, *ctx.overrides, *optimizer, f"optimizer.lr={trial.lr}",
             f"seed={trial.seed}", f"train.epochs={trial.epochs}", f"out_dir={run_dir.parent}", f"run_name={run_dir.name}",
             *carried]
 
