@@ -4,7 +4,7 @@
                                         match_rms_adamw: 0.2·√max(fan_out, fan_in)  (Moonshot's)
                                         none: 1
     θ ← (1 − lr·λ) θ − γ U              (decoupled weight decay λ; U the mapped direction)
-    heavy ball (SpecMuon): B ← μB + O, U = B
+    heavy ball (SpecMuon, momentum_placement=after): B ← μB + O, U = B
 
 fan_out/fan_in come from the layout (`layouts.fans`): rows = out for linear and conv weights, rows =
 in for the per-mode matrices of spectral weights, so both get the same rule.

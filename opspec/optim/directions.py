@@ -1,7 +1,8 @@
 """The direction D a spectral map is applied to, from each parameter's gradient G (one piece each).
 
     gradient:  D = G                                           (SpecMuon: its momentum comes after the map)
-    momentum:  B ← μB + (1 − μ)G;  D = (1 − μ)G + μB if Nesterov else B     (Muon, torch.optim.Muon's EMA)
+    momentum:  B ← μB + (1 − μ)G;  D = (1 − μ)G + μB if Nesterov else B     (Muon, torch.optim.Muon's EMA;
+                                                               SpecMuon with momentum_placement=before)
     adam:      m ← β₁m + (1 − β₁)G,  v ← β₂v + (1 − β₂)G²;  D = m̂ / (√v̂ + ε)
                with m̂ = m / (1 − β₁ᵗ), v̂ = v / (1 − β₂ᵗ); complex G per real and imaginary part
 

@@ -32,16 +32,20 @@ from opspec.optim.sharding import Work
 from opspec.optim.spectral_power import DEFAULT_STEPS, POWERS, spectral_power
 from opspec.optim.step import Item, SpectralOptimizer
 
-__all__ = ["BASES", "FAMILY", "MUON", "MUON_OWN", "POWERS", "Muon", "map_cost", "spectral_map"]
+__all__ = ["BASES", "FAMILY", "MUON", "MUON_OWN", "NESTEROV", "POWERS", "Muon", "map_cost", "spectral_map"]
 
 BASES = tuple(BASE_DIRECTIONS)  # ("momentum", "adam")
+
+# One declaration for Muon's momentum base and SpecMuon's momentum before the map (specmuon.py reuses it).
+NESTEROV = Option("nesterov", bool, True, "Nesterov look-ahead of the EMA momentum: muon's momentum base; specmuon "
+                  "reads it only with momentum_placement=before", boolean)
 
 MUON_OWN = (
     choice("base", "momentum", "direction before the map: momentum | adam (set by the name <base>_p<p>)", BASES,
            in_config=False),
     Option("power", float, 0.0, "p of U Σ^p Vᴴ: 0 | 0.25 | 0.5 | 1 (set by the name <base>_p<p>)",
            lambda x: None if is_real(x) and float(x) in POWERS else f"one of {list(POWERS)}", in_config=False),
-    Option("nesterov", bool, True, "Nesterov look-ahead of the momentum base", boolean),
+    NESTEROV,
     Option("adam_betas", list[float], (0.9, 0.999), "(β₁, β₂) of the adam base", betas_pair, convert=tuple),
     Option("adam_eps", float, 1e-8, "ε of the adam base m̂/(√v̂ + ε)", POSITIVE),
 )

@@ -14,6 +14,11 @@ triplets come from a batched SVD ("svd") or from block subspace iteration warm-s
 previous step's subspace ("subspace", the default). SpecMuon is the step skeleton (step.py) with
 the raw gradient as direction, this guided polar map (`guided_map`), the relaxed-SAV step control
 in the skeleton's control slot (`rsav.RelaxedSAV`) and a heavy ball after the map.
+
+`momentum_placement="before"` (for mini-batches) moves the momentum in front of the map, as Muon
+has it: G above is Muon's direction, B ← μB + (1 − μ)G_raw and (1 − μ)G_raw + μB with Nesterov
+(`directions.momentum_direction`), so σ_j in the SAV shrink are its singular values, and θ moves
+by γ O with no heavy ball. Both placements keep their buffer in state["momentum_buffer"].
 """
 
 from __future__ import annotations
@@ -24,9 +29,9 @@ import torch
 from torch import Tensor
 
 from opspec.optim.apply import heavy_ball, lr_scale
-from opspec.optim.directions import gradient_direction
+from opspec.optim.directions import gradient_direction, momentum_direction
 from opspec.optim.layouts import fans
-from opspec.optim.muon import map_cost
+from opspec.optim.muon import NESTEROV, map_cost
 from opspec.optim.options import (ADAMW_GROUP, FRACTION, NON_NEGATIVE, SPECTRAL, Option, choice, integer_at_least,
                                   interval, with_defaults)
 from opspec.optim.polar import frobenius_norms, polar
@@ -34,9 +39,11 @@ from opspec.optim.rsav import RelaxedSAV
 from opspec.optim.sharding import Work
 from opspec.optim.step import Item, SpectralOptimizer
 
-__all__ = ["SPECMUON", "SPECMUON_OWN", "TOPK_METHODS", "SpecMuon", "guided_map", "top_singular_triplets"]
+__all__ = ["MOMENTUM_PLACEMENTS", "SPECMUON", "SPECMUON_OWN", "TOPK_METHODS", "SpecMuon", "guided_map",
+           "top_singular_triplets"]
 
 TOPK_METHODS = ("subspace", "svd")
+MOMENTUM_PLACEMENTS = ("after", "before")
 BASIS_KEY = "basis"  # per-parameter state: the warm start of the subspace iteration
 
 SPECMUON_OWN = (
@@ -50,6 +57,10 @@ SPECMUON_OWN = (
            integer_at_least(0)),
     choice("topk", "subspace", "top-k triplets by warm-started subspace iteration | batched svd", TOPK_METHODS),
     Option("subspace_iters", int, 1, "subspace iterations per step (4 at a cold start)", integer_at_least(1)),
+    choice("momentum_placement", "after", "after: the raw gradient into the map, heavy ball B ← μB + O after it (the "
+           "paper's; full batch) | before: Muon's EMA momentum (nesterov) into the map, no heavy ball (mini-batch; "
+           "about (1 − μ)⁻¹ times after's lr)", MOMENTUM_PLACEMENTS),
+    NESTEROV,
 )
 SPECMUON = with_defaults(SPECTRAL, momentum=0.9, spectral_eps=1e-8) + SPECMUON_OWN
 
@@ -105,7 +116,8 @@ class SpecMuon(SpectralOptimizer):
 
     Options: `SPECMUON` (the skeleton's lr, momentum μ, weight_decay, eps ε, adjust_lr, layout,
     ns_steps, coefficients, compute_dtype, and its own guided_modes k, relaxation ξ, energy_shift C,
-    loss_ema, energy_window, topk, subspace_iters), plus adamw_betas, adamw_eps for groups with use_spectral=False.
+    loss_ema, energy_window, topk, subspace_iters, momentum_placement, nesterov), plus adamw_betas, adamw_eps for
+    groups with use_spectral=False.
     `process_group`: share the per-matrix work across its ranks, as in `Muon`; the closure's loss
     must then be the global one.
     """
@@ -121,12 +133,22 @@ class SpecMuon(SpectralOptimizer):
             raise ValueError("SpecMuon: energy_shift, loss_ema and energy_window set the one loss energy E; "
                              "they must agree across groups")
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Groups saved before momentum_placement existed load as the paper's (momentum after the map)."""
+        super().__setstate__(state)
+        for group in self.param_groups:
+            group.setdefault("momentum_placement", "after")
+            group.setdefault("nesterov", True)
+
     def modified_energy(self) -> float:
         """Σ r_j² over every guided mode of every matrix: non-increasing from step to step."""
         key = self.control.matrix_key
         return sum(float((st[key].double() ** 2).sum()) for st in self.state.values() if isinstance(st, dict) and key in st)
 
     def direction(self, grads: list[Tensor], states: list[dict[str, Any]], group: dict[str, Any]) -> list[Tensor]:
+        """G itself ("after"), or Muon's EMA momentum of G with its Nesterov look-ahead ("before")."""
+        if group["momentum_placement"] == "before":
+            return momentum_direction(grads, states, group["momentum"], group["nesterov"])
         return gradient_direction(grads, states)
 
     def map_work(self, G: Tensor, items: list[Item], energy: float) -> Work:
@@ -163,5 +185,7 @@ class SpecMuon(SpectralOptimizer):
         return O
 
     def after_map(self, p: Tensor, update: Tensor, group: dict[str, Any]) -> Tensor:
-        """Heavy ball after the map: B ← μB + O."""
+        """Heavy ball after the map, B ← μB + O ("after"); O itself when the momentum came before it."""
+        if group["momentum_placement"] == "before":
+            return update
         return heavy_ball(self.state[p], update, group["momentum"])

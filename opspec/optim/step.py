@@ -13,7 +13,7 @@ with param groups as its partition, behind torch.optim's `Optimizer` API):
     buckets: matrices of one (rows, cols, dtype, device, orientation, map options), stacked
     O = map(M), per bucket                                     Muon: Ψ_p; SpecMuon: polar, guided modes scaled by
         each rank maps its share, all get all                    control.scale (sharding.run_sharded)
-    U = after_map(O)                                           SpecMuon: heavy ball B ← μB + O
+    U = after_map(O)                                           SpecMuon, placement after: heavy ball B ← μB + O
     θ ← (1 − lr·λ)θ − lr·scale(fan_out, fan_in)·U              apply.py
 
 The step control (`StepControl`, None for Muon) is its own slot: once per step it turns the loss
