@@ -89,14 +89,11 @@ def test_no_tool_or_test_loads_a_tool_by_path_or_edits_sys_path():
 
 # bench_optim times a forward/backward/step as one microbenchmark (the optimizer's share of a step), profile_step
 # profiles one in named phases, polar_schedules takes one gradient to have real directions to measure;
-# every tool that trains a model does so through opspec's Trainer, except exp_specmuon_regime (issue 26):
-# its 1000 full-batch steps with a recomputing closure would each be a Trainer epoch with its checkpoint
-# and evaluation; it moves onto the Trainer once the Trainer has an evaluation and checkpoint cadence
-# (issue 24, left open for that).
+# every tool that trains a model does so through opspec's Trainer (exp_specmuon_regime's full-batch runs
+# too: one-step epochs, evaluated every train.eval_every).
 MICROBENCHMARKS = {"bench_optim", "profile_step", "polar_schedules"}
-NOT_YET_ON_THE_TRAINER = {"exp_specmuon_regime"}
 
 
 def test_no_tool_has_a_training_loop_of_its_own():
-    loops = [p.stem for p in SCRIPTS if p.stem not in MICROBENCHMARKS | NOT_YET_ON_THE_TRAINER and ".backward(" in p.read_text()]
+    loops = [p.stem for p in SCRIPTS if p.stem not in MICROBENCHMARKS and ".backward(" in p.read_text()]
     assert not loops, f"tools with a private training loop (use opspec.training.Trainer): {loops}"

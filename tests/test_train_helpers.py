@@ -250,12 +250,16 @@ def test_why_not_finite_names_bad_data_a_zero_target_or_the_lr():
 
 
 def test_stop_names_epoch_step_cause_and_the_checkpoint_kept(tmp_path):
-    err = bare_trainer(epoch=2, run_dir=tmp_path)._stop(3, 4, "the training loss is nan", "a cause")
+    err = bare_trainer(epoch=2, saved_epoch=2, run_dir=tmp_path)._stop(3, 4, "the training loss is nan", "a cause")
     assert isinstance(err, train.DivergedError)
     assert str(err) == (f"epoch 3, step 4: the training loss is nan (a cause); the run is stopped and its last good "
                         f"checkpoint (epoch 2) is in {tmp_path}")
     err = bare_trainer(epoch=0, run_dir=tmp_path)._stop(1, 2, "x", "y")
     assert str(err) == "epoch 1, step 2: x (y); the run is stopped and no epoch finished, so there is no checkpoint"
+    err = bare_trainer(epoch=4, saved_epoch=0, run_dir=tmp_path)._stop(5, 1, "x", "y")  # train.eval_every > 4
+    assert str(err) == "epoch 5, step 1: x (y); the run is stopped and no checkpoint was saved yet"
+    err = bare_trainer(epoch=5, saved_epoch=4, run_dir=tmp_path)._stop(6, 1, "x", "y")
+    assert str(err).endswith(f"its last good checkpoint (epoch 4) is in {tmp_path}")
 
 
 @pytest.mark.parametrize("bad", [None, math.nan, math.inf, -math.inf])
@@ -402,7 +406,7 @@ def test_discard_leaves_a_run_that_finished_an_epoch_or_is_not_its_own(change, t
     trainer._start(None)
     run = trainer.run_dir
     if change == "epoch":
-        trainer.epoch = 1
+        trainer.epoch = trainer.saved_epoch = 1
     elif change == "not_created":
         trainer.created_dir = False
     elif change == "other_rank":

@@ -5,8 +5,21 @@ Usage: `python -m tools.exp_specmuon_regime [key=value ...] --iters 1000 --out <
 `data.viscosity=0.01 data.path=datasets/burgers_s1024_n1200_nu0.01.h5`).
 
 One setting per call. Every run is full batch and deterministic (one step = the whole training split,
-constant LR). The last `--val` training samples are held out as a validation split; selection uses
-the final validation error only (every run records its test curve, which selection never reads).
+constant LR), trained by opspec's Trainer: `train.batch_size=all` (one epoch = one iteration),
+`train.scheduler=none`, `train.epochs=--iters`, `train.eval_every=--eval-every`, the optimizer built
+from `optimizer.name` and the run's options over that optimizer's own defaults (Adam = AdamW without
+weight decay); the other train keys are the config's. Each run's folder is a temporary one, removed
+after it. The last `--val` training samples are held out as a validation split (the Trainer trains
+on the first n − `--val` and fits the normalizers on those, and validates on the rest); selection
+uses the final validation error only (every run records its test curve, which selection never reads).
+A run whose loss, gradient or error turns non-finite ends there with validation error inf.
+A curve's `seconds` are those inside the Trainer's step: zeroing the gradients, forward, loss,
+backward, the finiteness check, the optimizer's update and the (constant) schedule's step; not the
+batch gather, evaluation or checkpoints (the JSON files written before the Trainer ran these runs
+timed `optimizer.step(closure)`: the same work without the finiteness check and the schedule's step).
+The Trainer shuffles the full batch's sample order each epoch (the old loop kept the file's order):
+the same loss and gradient up to float summation order, which 1000 iterations amplify into visibly
+different final errors (docs/RESULTS.md, Claim 3, "On the Trainer").
 Stages: (1) each optimizer's LR on a ×3 grid (extended while the best is at an edge);
 (2) SpecMuon's constants C, k, ξ one at a time from the defaults at its best LR, then its LR again at
 the best constants; (3) `--seeds` seeds at Muon's and SpecMuon's selections, `--baseline-seeds` at
@@ -18,21 +31,24 @@ wall-clock, mean over the seeds.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
+import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
 import torch
+from omegaconf import DictConfig
 
-from opspec.data import OperatorDataset, fit_normalizer
-from opspec.models import NormalizedOperator, build_model
-from opspec.optim import build_optimizer
-from opspec.training.config import load_config
-from opspec.training.metrics import relative_l2
-from opspec.training.trainer import ensure_data, seed_everything
+from opspec.data import OperatorDataset
+from opspec.data.holdout import Validation
+from opspec.optim.registry import optimizer_options
+from opspec.training.callbacks import Callback, DivergedError, Step
+from opspec.training.config import load_config, to_container
+from opspec.training.trainer import Trainer, ensure_data
 
 LR_GRIDS = {
     "adam": [3e-4, 1e-3, 3e-3, 1e-2],
@@ -52,61 +68,92 @@ CONTROL_OFF_SHIFT = 1e6  # E² ≫ γσ: r̃ = r = E, so every guided mode steps
 SPECMUON_DEFAULTS = {"guided_modes": 6, "energy_shift": 1.0, "relaxation": 0.2}
 
 
-def load_splits(cfg: Any, n_val: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Train (the first n_train − n_val), val (the last n_val of the training split) and test tensors."""
+@dataclass(frozen=True)
+class Splits:
+    """The training part (the first n_train − n_val samples of the train split), the held-out
+    validation samples (its last n_val) and the test split, at the training resolution."""
+
+    train: OperatorDataset
+    validation: Validation
+    test: OperatorDataset
+
+
+def load_splits(cfg: DictConfig, n_val: int) -> Splits:
+    """The splits of the configured file with the last `n_val` training samples held out for validation."""
     file = ensure_data(cfg, progress=False)
-    train = OperatorDataset(file, "train", cfg.data.train_resolution)
-    test = OperatorDataset(file, "test", cfg.data.train_resolution)
-    a, u = train[torch.arange(len(train))]
-    cut = len(train) - n_val
-    fit = OperatorDataset(file, "train", cfg.data.train_resolution, n=cut)
-    return {"train": (a[:cut], u[:cut]), "val": (a[cut:], u[cut:]), "test": test[torch.arange(len(test))],
-            "grid": file.grid, "norms": (fit_normalizer(fit, "a"), fit_normalizer(fit, "u"))}
+    n = file.n_samples("train")
+    if not 0 < n_val < n:
+        raise SystemExit(f"--val {n_val}: expected between 1 and {n - 1} of the {n} training samples")
+    cut = n - n_val
+    resolution = cfg.data.train_resolution
+    return Splits(OperatorDataset(file, "train", resolution, n=cut),
+                  Validation("train", np.arange(cut, n), np.arange(cut)),
+                  OperatorDataset(file, "test", resolution))
 
 
-def make_net(cfg: Any, data: dict[str, Any], seed: int) -> NormalizedOperator:
-    """The configured model at `seed`, with normalizers fitted on the training part only."""
-    a, u = data["train"]
-    seed_everything(seed)
-    model = build_model(cfg.model, a.shape[1], u.shape[1], a.ndim - 2, data["grid"])
-    return NormalizedOperator(model, *(copy.deepcopy(n) for n in data["norms"]))
+def optimizer_section(name: str, lr: float, options: dict[str, Any]) -> dict[str, Any]:
+    """The `optimizer` config section of a run: `options` over the optimizer's own defaults, as
+    `build_optimizer(model, name, lr=lr, **options)` has them (not the default experiment's, e.g. its
+    weight decay 1e-4, nor the config file's); "adam" is AdamW with the options given (weight decay 0)."""
+    name = "adamw" if name == "adam" else name
+    # compute_dtype's own default (None) is spelled "auto" in a config, the schema's default
+    own = {o.name: o.default for o in optimizer_options(name) if o.name != "compute_dtype"}
+    return {"name": name, **own, "lr": lr, **options}
 
 
-def error(net: torch.nn.Module, a: torch.Tensor, u: torch.Tensor) -> float:
-    """Mean relative L2 of `net` on (a, u)."""
-    with torch.no_grad():
-        return float(relative_l2(net(a), u).mean())
+def run_config(cfg: DictConfig, name: str, lr: float, options: dict[str, Any], seed: int, iters: int,
+               eval_every: int) -> DictConfig:
+    """The Trainer's config of one run: full batch, constant LR, `iters` one-step epochs evaluated every
+    `eval_every` and at the last, the model initialized by `seed`."""
+    tree = {**to_container(cfg), "seed": seed, "optimizer": optimizer_section(name, lr, options)}
+    return load_config(base=tree, overrides=[
+        "train.batch_size=all", "train.scheduler=none", "train.warmup_epochs=0", "train.warmup_steps=0",
+        f"train.epochs={iters}", f"train.eval_every={eval_every}", "train.progress=false"])
 
 
-def train_run(cfg: Any, data: dict[str, Any], name: str, lr: float, options: dict[str, Any], seed: int,
+class Curve(Callback):
+    """One run's curve: at each evaluated iteration, the seconds spent in the steps so far, the
+    full-batch training loss of that iteration (before its update), the validation and test errors."""
+
+    def __init__(self) -> None:
+        self.curve: dict[str, list[float]] = {"iter": [], "seconds": [], "train_loss": [], "val": [], "test": []}
+        self.seconds = 0.0
+        self.tick = 0.0
+        self.iteration = 0  # the step running now (1-based)
+
+    def _now(self, trainer: Trainer) -> float:
+        if trainer.device.type == "cuda":
+            torch.cuda.synchronize(trainer.device)
+        return time.perf_counter()
+
+    def on_step_start(self, trainer: Trainer, step: Step) -> None:
+        self.iteration = step.global_step
+        self.tick = self._now(trainer)
+
+    def on_step_end(self, trainer: Trainer, step: Step) -> None:
+        self.seconds += self._now(trainer) - self.tick
+
+    def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
+        for key, value in (("iter", record["epoch"]), ("seconds", self.seconds), ("train_loss", record["train_loss"]),
+                           ("val", record["val_rel_l2"]), ("test", record["test_rel_l2"])):
+            self.curve[key].append(value)
+
+
+def train_run(cfg: DictConfig, data: Splits, name: str, lr: float, options: dict[str, Any], seed: int,
               iters: int, eval_every: int) -> dict[str, Any]:
-    """One full-batch run: curves of training loss, val and test error against iterations and seconds."""
-    net = make_net(cfg, data, seed)
-    opt = build_optimizer(net.model, "adamw" if name == "adam" else name, lr=lr, **options)
-    a, u = data["train"]
-
-    def closure() -> torch.Tensor:
-        """torch.optim's closure: recompute the full-batch loss and its gradients."""
-        opt.zero_grad(set_to_none=True)
-        loss = relative_l2(net(a), u).mean()
-        loss.backward()
-        return loss
-
-    curve: dict[str, list[float]] = {"iter": [], "seconds": [], "train_loss": [], "val": [], "test": []}
-    seconds = 0.0
-    for it in range(1, iters + 1):
-        tick = time.perf_counter()
-        loss = float(opt.step(closure).detach())
-        seconds += time.perf_counter() - tick
-        if not math.isfinite(loss):
-            curve["diverged"] = [it]
-            break
-        if it % eval_every == 0 or it == iters:
-            curve["iter"].append(it)
-            curve["seconds"].append(seconds)
-            curve["train_loss"].append(loss)
-            curve["val"].append(error(net, *data["val"]))
-            curve["test"].append(error(net, *data["test"]))
+    """One full-batch run through the Trainer: curves of training loss, val and test error against
+    iterations and seconds; a non-finite loss, gradient or error ends it (`diverged`, val = inf)."""
+    recorder = Curve()
+    with tempfile.TemporaryDirectory(prefix="exp_specmuon_regime-") as folder:
+        trainer = Trainer(run_config(cfg, name, lr, options, seed, iters, eval_every), run_dir=Path(folder) / "run",
+                          callbacks=[recorder], datasets=(data.train, data.test), validation=data.validation)
+        try:
+            trainer.fit()
+        except DivergedError:
+            recorder.curve["diverged"] = [recorder.iteration]
+        finally:
+            trainer.close()
+    curve = recorder.curve
     final_val = curve["val"][-1] if curve["val"] and "diverged" not in curve else math.inf
     final_val = final_val if math.isfinite(final_val) else math.inf
     return {"name": name, "lr": lr, "options": options, "seed": seed, "val": final_val,
@@ -116,7 +163,7 @@ def train_run(cfg: Any, data: dict[str, Any], name: str, lr: float, options: dic
 class Study:
     """The runs of one setting, cached by (name, lr, options, seed) in a JSON file."""
 
-    def __init__(self, cfg: Any, data: dict[str, Any], iters: int, eval_every: int, out: Path) -> None:
+    def __init__(self, cfg: DictConfig, data: Splits, iters: int, eval_every: int, out: Path) -> None:
         self.cfg, self.data, self.iters, self.eval_every, self.out = cfg, data, iters, eval_every, out
         self.runs: list[dict[str, Any]] = json.loads(out.read_text())["runs"] if out.exists() else []
 
@@ -195,7 +242,7 @@ def figure(finals: dict[str, list[dict[str, Any]]], title: str, path: Path) -> N
             axes[row, 1].semilogy(seconds, values, label=label)
     for row, key in enumerate(("training loss (rel. L2, full batch)", "test rel. L2")):
         axes[row, 0].set(xlabel="iteration", ylabel=key)
-        axes[row, 1].set(xlabel="seconds in step(closure): forward, backward, update", ylabel=key)
+        axes[row, 1].set(xlabel="seconds in the Trainer's steps: forward, backward, update", ylabel=key)
     axes[0, 0].legend()
     fig.suptitle(title)
     fig.tight_layout()
@@ -251,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"ablation, seed 0: SpecMuon at its selection with energy_shift={CONTROL_OFF_SHIFT:g} (step control off): "
           f"val {off['val']:.4f} test {off['test']:.4f}; with its selected constants: val {spec['val']:.4f} "
           f"test {spec['test']:.4f}")
-    title = (f"DeepONet, Burgers ν={cfg.data.viscosity}, full batch ({len(study.data['train'][0])} samples), "
+    title = (f"DeepONet, Burgers ν={cfg.data.viscosity}, full batch ({len(study.data.train)} samples), "
              f"mean of {args.seeds} seeds ({args.baseline_seeds} for Adam, AdamW)")
     figure(finals, title, Path(args.figure))
     print(summary(finals, chosen, args.iters))

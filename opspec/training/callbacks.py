@@ -63,10 +63,11 @@ class Callback:
         """The step is complete, the schedule stepped (the LRs are the next step's)."""
 
     def on_train_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        """The epoch's training part is done; a callback may add keys to its record (before the test error)."""
+        """The epoch's training part is done (every epoch); a callback may add keys to its record (before the test error)."""
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        """The epoch is complete: tested, and (rank 0) checkpointed and written to metrics.jsonl."""
+        """An evaluated epoch (every train.eval_every and the last) is complete: tested, and (rank 0)
+        checkpointed and written to metrics.jsonl."""
 
     def on_fit_end(self, trainer: Trainer, history: list[dict[str, Any]]) -> None:
         """`fit` is about to return its history."""
@@ -76,7 +77,7 @@ EpochCallback = Callable[["Trainer", dict[str, Any]], None]
 
 
 class EpochFunction(Callback):
-    """A plain function `f(trainer, record)` called at each epoch's end (the Trainer's original callback form)."""
+    """A plain function `f(trainer, record)` called at each evaluated epoch's end (the Trainer's original callback form)."""
 
     def __init__(self, function: EpochCallback) -> None:
         self.function = function

@@ -88,6 +88,7 @@ class TrainConfig:
     step_size: int = 100  # epochs between halvings for scheduler=step
     gamma: float = 0.5
     eval_batch_size: int = 50
+    eval_every: int = 1  # test (and validate) and write last.pt / best.pt every N epochs and at the last; between: train only
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     progress: bool = True
@@ -202,7 +203,7 @@ def _validate(cfg: DictConfig) -> None:
             raise _Invalid([key], f"{key}={value!r}, expected one of {list(allowed)}")
     if cfg.train.batch_size != FULL_BATCH:
         _check_number(cfg, "train.batch_size", lambda x: x >= 1 and x == int(x), f"an integer >= 1 or {FULL_BATCH!r}")
-    positive = ["train.epochs", "train.eval_batch_size", "train.step_size", "data.n_train",
+    positive = ["train.epochs", "train.eval_batch_size", "train.eval_every", "train.step_size", "data.n_train",
                 "data.n_test", "data.grid_resolution", "model.hidden_channels", "model.n_layers",
                 "model.lifting_channel_ratio", "model.projection_channel_ratio",
                 "model.branch_width", "model.trunk_width", "model.depth", "model.basis"]

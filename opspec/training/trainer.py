@@ -1,11 +1,12 @@
 """`python -m opspec.train`: data file → model → optimizer → checkpoints, then a table across resolutions.
 
 The Trainer is the one training loop (fit → train_epoch → step, with the hooks of callbacks.py); what
-it trains is built by assemble.py from the config and the data. Each epoch appends one JSON line to
+it trains is built by assemble.py from the config and the data. Every `train.eval_every` epochs
+(default 1: each epoch) and at the last, the run is tested (and validated), appends one JSON line to
 `metrics.jsonl` and atomically rewrites `last.pt` (and `best.pt` when the validation error improves:
 held-out train samples or the file's valid split, opspec/data/holdout.py; the test error when
-data.val_fraction=0);
-`--resume` continues a run so that it ends with the same weights as an uninterrupted one.
+data.val_fraction=0); the epochs in between are only trained.
+`--resume` continues a run from its `last.pt` so that it ends with the same weights as an uninterrupted one.
 
 `torchrun --nproc_per_node=N -m opspec.train …` trains data-parallel (DDP; docs/distributed.md):
 each rank takes a share of every global batch, the spectral optimizers share their per-matrix
@@ -39,7 +40,7 @@ from opspec.training.checkpoint import (NORMALIZER_KEYS, append_metrics, atomic_
 from opspec.training.config import batch_samples, load_config, to_container, to_yaml
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader
-from opspec.data.holdout import validation_of
+from opspec.data.holdout import Validation, validation_of
 from opspec.data.multifile import open_data
 from opspec.data.generate import OPTIONS as GENERATE_OPTIONS, generate_dataset
 from opspec.training.distributed import all_sum, barrier, broadcast, close, init_ranks, ranks_from_env
@@ -120,7 +121,7 @@ RUN_OUTPUTS = ("last.pt", "best.pt", "metrics.jsonl", "config.yaml", "eval.json"
 
 # What --resume lets an override change (README "Resume"); every other change is refused with one line.
 RESUME_HONOURED = ("train.epochs", "optimizer.lr")  # deliberately: the schedule is rebuilt
-RESUME_NEUTRAL = ("train.device", "train.progress", "train.num_workers", "train.eval_batch_size",
+RESUME_NEUTRAL = ("train.device", "train.progress", "train.num_workers", "train.eval_batch_size", "train.eval_every",
                   "train.keep_freed_memory", "train.dist_timeout_s", "data.path", "data.generate", "data.in_memory",
                   "data.eval_resolutions", "out_dir", "run_name", "train.compile", "train.log",
                   "train.mlflow_uri", "train.mlflow_experiment")  # how the run is carried out, not what it computes
@@ -164,7 +165,12 @@ class Trainer:
     `__init__` runs the steps in order: ranks and device, data, model, optimizer and schedule, start
     a run folder or restore a checkpoint, DDP wrap. Everything that can refuse the config comes before
     the run folder is created. Rank 0 (`self.ranks.is_main`) alone writes.
+
+    `epoch` is the last epoch completed (trained, and when due tested and checkpointed), `saved_epoch`
+    the one `last.pt` holds (0: none yet); with `train.eval_every` > 1 the second can be behind the first.
     """
+
+    saved_epoch = 0
 
     def __init__(
         self,
@@ -175,16 +181,20 @@ class Trainer:
         sync_timing: bool | None = None,
         datasets: tuple[OperatorDataset, OperatorDataset] | None = None,
         normalizers: tuple[torch.nn.Module, torch.nn.Module] | None = None,
+        validation: Validation | None = None,
     ) -> None:
-        """`callbacks`: Callback objects, or functions f(trainer, record) called at each epoch's end.
+        """`callbacks`: Callback objects, or functions f(trainer, record) called at each evaluated epoch's end.
         `sync_timing`: on CUDA, time optimizer.step between synchronizes (default: when train.log is on).
         `datasets`: (train, test) to use instead of the splits of `data.path` at `data.train_resolution`
-        (tools); `normalizers`: (in, out) to use instead of fitting them on the training split."""
+        (tools); `normalizers`: (in, out) to use instead of fitting them on the training split;
+        `validation`: with `datasets`, the samples of their file to validate on (default: none)."""
         self.cfg = cfg
         self.callbacks: list[Callback] = [FiniteCheck(), OptimizerTimer(), RunLog(), *map(as_callback, callbacks)]
         self.should_stop = False  # a callback sets it to end training after the current step
         self.global_step = 0
-        self._datasets, self._normalizers = datasets, normalizers
+        self._datasets, self._normalizers, self._validation = datasets, normalizers, validation
+        if validation is not None and datasets is None:
+            raise ValueError("Trainer: `validation` goes with `datasets` (without them data.val_fraction decides)")
         self.notes: list[str] = []  # what a resume honoured or repaired (the CLI prints them)
         self.lock: FolderLock | None = None
         self.created_dir = False  # this trainer made its run folder (discard() may remove it)
@@ -219,7 +229,7 @@ class Trainer:
             self.train_data, self.test_data = self._datasets
             self.file = self.train_data.file
             self.meta = data_meta(self.file)
-            self.validation = None  # a tool that gives datasets gives no validation split
+            self.validation = self._validation  # a tool that gives datasets gives its validation samples, or none
             return
         if main:  # one rank generates a missing file; the others open it when it is complete
             self.file = ensure_data(cfg, progress=cfg.train.progress, device=self.device)
@@ -334,7 +344,7 @@ class Trainer:
         epoch = int(resume["epoch"])
         restore_training_state(resume, self.net, self.optimizer, None)
         self.precision.load_state_dict(resume.get("grad_scaler") or {})
-        self.epoch = epoch
+        self.epoch = self.saved_epoch = epoch
         # The schedule is a closed form of (step, config): rebuilt at the epoch the run stands at, with the
         # config's base LRs, it continues an unchanged run exactly and honours train.epochs / optimizer.lr.
         for group, lr in zip(self.optimizer.param_groups, base_lrs):
@@ -390,9 +400,9 @@ class Trainer:
         self.logger = RunLogger()
 
     def discard(self) -> bool:
-        """Remove the run folder of a new run that finished no epoch (it holds nothing to resume): a run
+        """Remove the run folder of a new run that saved no checkpoint (it holds nothing to resume): a run
         that cannot start leaves no folder behind. True if it was removed."""
-        if not (self.created_dir and self.epoch == 0 and self.ranks.is_main and self.lock is not None):
+        if not (self.created_dir and self.saved_epoch == 0 and self.ranks.is_main and self.lock is not None):
             return False
         for name in ("metrics.jsonl", "config.yaml"):
             (self.run_dir / name).unlink(missing_ok=True)
@@ -419,7 +429,8 @@ class Trainer:
 
     def stop_error(self, epoch: int, step: int, what: str, cause: str) -> DivergedError:
         """The DivergedError that stops the run at (epoch, step), saying what went wrong and what is kept."""
-        kept = (f"its last good checkpoint (epoch {self.epoch}) is in {self.run_dir}" if self.epoch
+        kept = (f"its last good checkpoint (epoch {self.saved_epoch}) is in {self.run_dir}" if self.saved_epoch
+                else "no checkpoint was saved yet" if self.epoch
                 else "no epoch finished, so there is no checkpoint")
         return DivergedError(f"epoch {epoch}, step {step}: {what} ({cause}); the run is stopped and {kept}")
 
@@ -503,6 +514,7 @@ class Trainer:
     def _save_epoch(self, record: dict[str, Any], improved: bool) -> None:
         """last.pt, then best.pt (a copy, when improved), then the metrics line: see checkpoint.reconcile_run."""
         atomic_save(self.checkpoint(record), self.run_dir / "last.pt")
+        self.saved_epoch = self.epoch
         if improved:
             atomic_copy(self.run_dir / "last.pt", self.run_dir / "best.pt")
         append_metrics(self.metrics_path, record)
@@ -520,11 +532,12 @@ class Trainer:
         return error
 
     def fit(self) -> list[dict[str, Any]]:
-        """Train from the run's epoch to `train.epochs`: each epoch trained, tested, checkpointed and
-        written to metrics.jsonl (rank 0), then the epoch-end hooks; returns the epochs' records.
+        """Train from the run's epoch to `train.epochs`: each epoch trained; every `train.eval_every`
+        epochs and at the last also tested (and validated), checkpointed and written to metrics.jsonl
+        (rank 0), then the epoch-end hooks; returns the records of those evaluated epochs.
         A `should_stop` set during an epoch ends the run without recording that partial epoch."""
         cfg = self.cfg
-        epochs = cfg.train.epochs
+        epochs, every = cfg.train.epochs, cfg.train.eval_every
         steps = self.steps_per_epoch
         history: list[dict[str, Any]] = []
         main = self.ranks.is_main
@@ -536,6 +549,9 @@ class Trainer:
                 record: dict[str, Any] = {"epoch": epoch, **self.train_epoch(epoch, bar)}
                 if self.should_stop:
                     break
+                if epoch % every and epoch != epochs:  # trained only: no test, checkpoint or record
+                    self.epoch = epoch
+                    continue
                 test = evaluate_model(self.net, self.file, [cfg.data.train_resolution], cfg.train.eval_batch_size,
                                       self.device, ranks=self.ranks)
                 try:
@@ -557,6 +573,7 @@ class Trainer:
                         f"epoch {epoch:>4}/{epochs}  train rel L2 {record['train_loss']:.5f}{val}  test rel L2 "
                         f"{record['test_rel_l2']:.5f}  lr {record['lr']:.2e}  {record['samples_per_second']:.0f} samples/s"
                     )
+                self.saved_epoch = epoch  # rank 0 wrote last.pt; every rank knows it
                 history.append(record)
                 self._hook("on_epoch_end", record)
                 if self.should_stop:
@@ -617,20 +634,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_finite(results, trainer.file)
         except OSError as err:  # the disk filled up or the folder became read-only while training
             if not (trainer.run_dir / "last.pt").exists():
-                trainer.epoch = 0  # the first checkpoint failed: nothing of the run is saved
+                trainer.saved_epoch = 0  # the first checkpoint failed: nothing of the run is saved
             if trainer.discard():
                 raise OpspecError(f"{os_error_line(err)}; the run saved no checkpoint, so its folder is removed") from None
             if not (trainer.run_dir / "last.pt").exists():
                 raise OpspecError(f"{os_error_line(err)}; the run saved no checkpoint, so there is nothing to resume "
                                   f"in {trainer.run_dir}") from None
-            if resume is not None and trainer.epoch == int(resume["epoch"]):
+            if resume is not None and trainer.saved_epoch == int(resume["epoch"]):
                 restore_config_yaml(trainer.run_dir, resume["config"])
             raise OpspecError(f"{os_error_line(err)}; the last complete checkpoint is in {trainer.run_dir}: "
                               f"continue with --resume {trainer.run_dir}") from None
         except DivergedError as err:
             if trainer.discard():
                 raise DivergedError(f"{err}; its run folder is removed") from None
-            if resume is not None and trainer.epoch == int(resume["epoch"]):  # config.yaml: the run last.pt holds
+            if resume is not None and trainer.saved_epoch == int(resume["epoch"]):  # config.yaml: the run last.pt holds
                 restore_config_yaml(trainer.run_dir, resume["config"])
             raise
         except RuntimeError as err:  # a collective failed: another rank died, or waited past train.dist_timeout_s
