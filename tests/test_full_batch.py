@@ -45,6 +45,21 @@ def test_full_batch_epoch_is_one_step_with_the_whole_training_loss_as_energy(tin
     assert float(trainer.optimizer.state[ENERGY_KEY]["ema"]) == pytest.approx(full, rel=1e-5)
 
 
+def test_a_full_batch_comes_in_file_order_every_epoch(tiny_overrides, tmp_path):
+    """A full batch is not shuffled: its loss is summed in the same (file) order each epoch, so full-batch
+    training does not change with the epoch's seed; a smaller batch is still drawn at random."""
+    from opspec.data.batches import epoch_loader
+
+    trainer = Trainer(load_config(overrides=tiny_overrides + ["train.batch_size=all"]), run_dir=tmp_path / "run")
+    data = trainer.train_data
+    a_all, u_all = data[torch.arange(len(data))]
+    for epoch in (1, 2, 7):
+        (batch,) = list(trainer.batches(epoch))
+        assert torch.equal(batch[0], a_all) and torch.equal(batch[1], u_all)
+    first = [torch.cat([b[0] for b in epoch_loader(data, 4, 0, e)]) for e in (1, 2)]
+    assert not torch.equal(first[0], a_all) and not torch.equal(first[0], first[1])
+
+
 def test_full_batch_resume_matches_the_uninterrupted_run(tiny_overrides, tmp_path):
     cfg = load_config(overrides=tiny_overrides + ["train.batch_size=all", "train.epochs=3", "optimizer.name=specmuon",
                                                   "optimizer.energy_window=2", "optimizer.energy_shift=0.01"])

@@ -272,6 +272,24 @@ def summary(finals: dict[str, list[dict[str, Any]]], chosen: dict[str, dict[str,
     return "\n".join(lines)
 
 
+def rerun(cfg: Any, args: argparse.Namespace, cached: Path) -> int:
+    """Train the `--rerun NAME@LR` runs of a study JSON again (seed 0, its recorded options) and print both
+    final (val, test): a check that a study's numbers still come out of the current code."""
+    if not cached.is_file():
+        raise SystemExit(f"error: --out {cached}: no such study JSON to rerun runs of")
+    old_runs = json.loads(cached.read_text())["runs"]
+    fresh = Study(cfg, load_splits(cfg, args.val), args.iters, args.eval_every, cached.with_suffix(".rerun.json"))
+    for item in args.rerun:
+        name, _, lr = item.partition("@")
+        old = [r for r in old_runs if r["name"] == name and r["seed"] == 0 and lr and float(r["lr"]) == float(lr)]
+        if not old:
+            raise SystemExit(f"error: --rerun {item}: {cached} has no seed-0 run of {name} at that LR")
+        new = fresh.run(name, old[0]["lr"], old[0]["options"], 0)
+        print(f"{name} lr {float(lr):g} {old[0]['options']}: old val {old[0]['val']:.5f} test {old[0]['test']:.5f}; "
+              f"now val {new['val']:.5f} test {new['test']:.5f}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Sweep, select on validation, rerun the selections over seeds, write the figure and the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -285,9 +303,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="checkpoints/exp_specmuon_regime/study.json")
     parser.add_argument("--figure", default="docs/figures/specmuon_regime.png")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rerun", action="append", metavar="NAME@LR", help="only train these runs of the --out "
+                        "JSON again (seed 0, the options it records), into a fresh study, and print old beside new")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = load_config(args.config, args.overrides)
+    if args.rerun:
+        return rerun(cfg, args, Path(args.out))
     study = Study(cfg, load_splits(cfg, args.val), args.iters, args.eval_every, Path(args.out))
     chosen = select(study)
     seeds = {"muon": args.seeds, "specmuon": args.seeds, "adam": args.baseline_seeds, "adamw": args.baseline_seeds}

@@ -23,7 +23,7 @@ from typing import Iterator
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from opspec.data.dataset import OperatorDataset
 from opspec.core.errors import OpspecError
@@ -152,7 +152,7 @@ def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epo
 
 def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1) -> DataLoader | WindowedLoader:
-    """This rank's share of one epoch's shuffled global batches of `batch_size` samples.
+    """This rank's share of one epoch's shuffled global batches of `batch_size` samples (a full batch: in file order).
 
     The order depends only on (seed, epoch). In memory, the dataset is indexed with a whole share
     at once (batch_size=None), so there is no per-sample collation; out of core, windows of
@@ -161,6 +161,9 @@ def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: in
     if not dataset.in_memory:
         return out_of_core_loader(dataset, batch_size, seed, epoch, num_workers, rank, world_size)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    batches = BatchSampler(RandomSampler(dataset, generator=generator), batch_size=batch_size, drop_last=False)
+    # A full batch has no order to draw: it is summed in the file's order, the same every epoch, so
+    # full-batch training is deterministic down to the loss's rounding (its runs are that sensitive).
+    order = SequentialSampler(dataset) if batch_size >= len(dataset) else RandomSampler(dataset, generator=generator)
+    batches = BatchSampler(order, batch_size=batch_size, drop_last=False)
     return DataLoader(SharedBatches(dataset), sampler=RankShares(batches, rank, world_size), batch_size=None,
                       num_workers=num_workers, generator=generator)
