@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import json
 import re
 import subprocess
@@ -97,3 +98,77 @@ MICROBENCHMARKS = {"bench_optim", "profile_step", "polar_schedules"}
 def test_no_tool_has_a_training_loop_of_its_own():
     loops = [p.stem for p in SCRIPTS if p.stem not in MICROBENCHMARKS and ".backward(" in p.read_text()]
     assert not loops, f"tools with a private training loop (use opspec.training.Trainer): {loops}"
+
+
+# Issue 24: a tool changes nothing in opspec at run time; what it needs to vary is a parameter. These still
+# swap a module global or function until the library takes it as one (each entry goes once it does):
+# bench_data: opspec.data.batches.WORKER_NICENESS; bench_optim: polar.CPU_CHUNK_BYTES; bench_spectral_power:
+# spectral_power.CPU_CHUNK_BYTES and spectral_power.later_steps.
+PATCHES_LEFT = {"bench_data", "bench_optim", "bench_spectral_power"}
+
+
+def _is_module(name: str) -> bool:
+    """Whether `name` (dotted) is an importable module."""
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def _opspec_module_names(tree: ast.AST, module: types.ModuleType) -> set[str]:
+    """The names a tool binds to opspec modules: its globals that are one, and what its imports (anywhere) bind."""
+    names = {name for name, value in vars(module).items()
+             if isinstance(value, types.ModuleType) and value.__name__.split(".")[0] == "opspec"}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {alias.asname or "opspec" for alias in node.names if alias.name.split(".")[0] == "opspec"}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "opspec":
+            names |= {alias.asname or alias.name for alias in node.names if _is_module(f"{node.module}.{alias.name}")}
+    return names
+
+
+def _root(node: ast.AST) -> str | None:
+    """The name an attribute or item chain starts from (`SP` of `SP.later_steps`, `opspec` of `opspec.a.B[k]`)."""
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _targets(node: ast.AST) -> list[ast.AST]:
+    """What an assignment or `del` statement writes, tuples unpacked."""
+    if isinstance(node, (ast.Assign, ast.Delete)):
+        found = list(node.targets)
+    elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+        found = [node.target]
+    else:
+        return []
+    flat = []
+    while found:
+        target = found.pop()
+        if isinstance(target, (ast.Tuple, ast.List)):
+            found += target.elts
+        else:
+            flat.append(target.value if isinstance(target, ast.Starred) else target)
+    return flat
+
+
+def patches(path: Path) -> list[str]:
+    """Each place a tool's source calls setattr / delattr or writes into an opspec module (line: statement)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules = _opspec_module_names(tree, _import(path))
+    found = []
+    for node in ast.walk(tree):
+        func = node.func if isinstance(node, ast.Call) else None
+        calls = isinstance(func, ast.Name) and func.id in {"setattr", "delattr"}
+        writes = any(isinstance(t, (ast.Attribute, ast.Subscript)) and _root(t.value) in modules
+                     for t in _targets(node))
+        if calls or writes:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_tool_patches_opspec_at_run_time():
+    found = {p.stem: patches(p) for p in SCRIPTS}
+    found = {name: places for name, places in found.items() if places}
+    assert not set(found) - PATCHES_LEFT, {name: found[name] for name in set(found) - PATCHES_LEFT}
+    assert PATCHES_LEFT <= set(found), f"no longer patching, drop from PATCHES_LEFT: {PATCHES_LEFT - set(found)}"

@@ -6,16 +6,20 @@ For each setting (`configs/<setting>.yaml` with optimizer.name=muon) the model i
 builds it (unit normalizers; glibc malloc set as a run sets it, `train.keep_freed_memory`) and trained on random batches of the config's shape (batch size,
 training resolution: no data file is read or generated). After warm-up steps, `--steps` steps run
 under torch.profiler with named ranges around the forward pass, the backward pass and the optimizer
-step, and around the pieces of the step (this tool wraps the functions step.py calls; the wrapping
-adds a little to "Python and dispatch"). Each top-level ATen op inside the optimizer step is
-charged to one category by the piece it runs in and its name:
+step. Each top-level ATen op inside the optimizer step is charged to one category by the piece of the
+step it runs in and its name. The pieces come from one more step run under torch.profiler's Python
+tracer (`with_stack=True`): there each op sits under the events of the Python frames it runs in, and
+the outermost frame that is a piece decides (step.py's adamw_group_step, to_matrices, from_matrices,
+run_sharded, decoupled_update; the optimizer's `direction` and directions.py). Nothing in the library is
+wrapped or replaced; the profiled steps run the same ops in the same order without the tracer, so their
+times carry none of its cost.
 
-- Newton–Schulz matmuls: bmm / baddbmm / matmul inside the map (opspec.run_sharded);
+- Newton–Schulz matmuls: bmm / baddbmm / matmul inside the map (sharding.run_sharded);
 - map, other: the map's other ops (Frobenius norms, scaling, dtype casts, chunk cat);
 - layout copies: to_matrices / from_matrices, and copies (contiguous, clone, copy_) inside the map;
 - bucketing: torch.cat / split of the buckets in the step body;
 - direction: the momentum (or Adam) base;  update: θ ← (1 − lr·λ)θ − γU;  AdamW part: use_spectral=False;
-- Python and dispatch: the step's time outside every ATen op (its loops, dict look-ups, the wrapping).
+- Python and dispatch: the step's time outside every ATen op (its loops, dict look-ups).
 
 Shares are of the whole training step (forward + backward + optimizer step) and of the optimizer
 step; on a loaded machine only the shares and the op counts mean anything. The last table row per
@@ -25,14 +29,16 @@ setting is torch.optim.AdamW's step on the same model, for reference.
 from __future__ import annotations
 
 import argparse
-import functools
+import inspect
+import re
 import time
 from collections import Counter
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 from torch.autograd.profiler_util import FunctionEvent
 
+import opspec.optim.directions as directions_module
 import opspec.optim.step as step_module
 from opspec.training.assemble import build_net, optimizer_from_config, problem_meta, seed_everything
 from opspec.training.config import load_config
@@ -41,67 +47,90 @@ from opspec.training.runtime import keep_freed_memory
 from tools.harness import ROOT, markdown_table
 
 SETTINGS = "darcy_fno,darcy_tfno,navier_stokes_fno,burgers_fno,darcy_deeponet"
-STEP_PIECES = {  # step.py's name → (range name, category)
-    "adamw_group_step": ("piece.adamw", "AdamW part"),
-    "to_matrices": ("piece.layout", "layout copies"),
-    "from_matrices": ("piece.layout", "layout copies"),
-    "decoupled_update": ("piece.update", "update"),
+MAP = "map"  # the piece whose ops are split into matmuls, copies and the rest
+STEP_PIECES = {  # a function step.py calls, by its name there → its piece (a category, or MAP)
+    "adamw_group_step": "AdamW part",
+    "to_matrices": "layout copies",
+    "from_matrices": "layout copies",
+    "run_sharded": MAP,
+    "decoupled_update": "update",
 }
-MAP_RANGE = "opspec.run_sharded"
-DIRECTION_RANGE = "piece.direction"
+DIRECTION = "direction"
 PHASES = ("phase.zero_grad", "phase.forward", "phase.backward", "phase.optimizer")
 MATMULS = {"aten::bmm", "aten::baddbmm", "aten::matmul", "aten::mm", "aten::addmm"}
 COPIES = {"aten::contiguous", "aten::clone", "aten::copy_"}
 BUCKETING = {"aten::cat", "aten::split", "aten::split_with_sizes"}
 CATEGORIES = ("Newton–Schulz matmuls", "map, other", "layout copies", "bucketing", "direction", "update",
               "AdamW part", "other ops", "Python and dispatch")
+# A Python tracer event's name: "opspec/optim/apply.py(43): decoupled_update" (file, first line, function).
+FRAME = re.compile(r"(?P<file>.+)\(\d+\): (?P<function>[^ ]+)$")
 
 
-def ranged(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`fn` run inside a torch.profiler range `name`."""
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with torch.profiler.record_function(name):
-            return fn(*args, **kwargs)
-    return wrapper
+def frame_of(fn: Callable[..., Any]) -> tuple[str, str]:
+    """(file under its package root, function name) of `fn`'s frames: ("opspec/optim/layouts.py", "to_matrices")."""
+    fn = inspect.unwrap(fn)
+    return fn.__module__.replace(".", "/") + ".py", fn.__code__.co_name
 
 
-def instrument(optimizer: torch.optim.Optimizer) -> Callable[[], None]:
-    """Wrap the step's pieces in named ranges; returns the function that undoes it."""
-    saved = {name: getattr(step_module, name) for name in STEP_PIECES if hasattr(step_module, name)}
-    for name, fn in saved.items():
-        setattr(step_module, name, ranged(STEP_PIECES[name][0], fn))
-    if hasattr(optimizer, "direction"):
-        optimizer.direction = ranged(DIRECTION_RANGE, optimizer.direction)  # type: ignore[method-assign]
+def step_pieces(optimizer: torch.optim.Optimizer) -> dict[tuple[str, str], str]:
+    """The frames of `optimizer`'s step that are pieces, (file, function) → piece (the library is only read)."""
+    pieces = {frame_of(getattr(step_module, name)): piece
+              for name, piece in STEP_PIECES.items() if hasattr(step_module, name)}
+    pieces |= {frame_of(fn): DIRECTION for fn in vars(directions_module).values()
+               if inspect.isfunction(fn) and fn.__module__ == directions_module.__name__}
+    direction = getattr(type(optimizer), "direction", None)
+    if inspect.isfunction(direction):
+        pieces[frame_of(direction)] = DIRECTION
+    return pieces
 
-    def undo() -> None:
-        for name, fn in saved.items():
-            setattr(step_module, name, fn)
-        optimizer.__dict__.pop("direction", None)
-    return undo
+
+def piece_of(event: FunctionEvent, pieces: dict[tuple[str, str], str]) -> str | None:
+    """The piece whose Python frame `event` is, or None (an ATen op, a named range, any other frame)."""
+    match = FRAME.match(event.name)
+    if match is None:
+        return None
+    path = match["file"].replace("\\", "/")
+    for (file, function), piece in pieces.items():
+        if function == match["function"] and (path == file or path.endswith("/" + file)):
+            return piece
+    return None
+
+
+def top_level_ops(event: FunctionEvent, pieces: dict[tuple[str, str], str],
+                  piece: str | None = None) -> Iterator[tuple[str | None, FunctionEvent]]:
+    """Each top-level ATen op under `event` in the order it ran, with the outermost piece whose frame is above
+    it (None: the step body; frames are events only in a trace taken with with_stack=True)."""
+    for child in event.cpu_children:
+        if child.name.startswith("aten::"):
+            yield piece, child
+        else:
+            yield from top_level_ops(child, pieces, piece or piece_of(child, pieces))
 
 
 def category(piece: str | None, op: str) -> str:
     """The category of a top-level ATen op `op` run inside the step's piece `piece` (None: the step body)."""
-    if piece == MAP_RANGE:
+    if piece == MAP:
         if op in MATMULS:
             return "Newton–Schulz matmuls"
         return "layout copies" if op in COPIES else "map, other"
-    by_piece = {rng: cat for rng, cat in STEP_PIECES.values()} | {DIRECTION_RANGE: "direction"}
-    if piece in by_piece:
-        return by_piece[piece]
+    if piece is not None:
+        return piece
     return "bucketing" if op in BUCKETING else "other ops"
 
 
-def charge(event: FunctionEvent, piece: str | None, totals: Counter, ops: Counter) -> None:
-    """Add the CPU time (µs) of each top-level ATen op under `event` to its category."""
-    for child in event.cpu_children:
-        if child.name.startswith("aten::"):
-            totals[category(piece, child.name)] += child.cpu_time_total
-            ops[child.name] += 1
-        else:
-            is_piece = child.name in {MAP_RANGE, DIRECTION_RANGE} | {r for r, _ in STEP_PIECES.values()}
-            charge(child, child.name if is_piece and piece is None else piece, totals, ops)
+def charge(event: FunctionEvent, traced: list[tuple[str | None, str]], totals: Counter, ops: Counter) -> None:
+    """Add the CPU time (µs) of each top-level ATen op of the profiled optimizer step `event` to its category,
+    its piece taken from the op at the same place in the traced step `traced` ((piece, op name) in order)."""
+    timed = [op for _, op in top_level_ops(event, {})]
+    names = [op.name for op in timed]
+    if names != [name for _, name in traced]:
+        at = next((i for i, (a, (_, b)) in enumerate(zip(names, traced)) if a != b), min(len(names), len(traced)))
+        raise RuntimeError(f"a profiled optimizer step ran other ATen ops than the traced one ({len(names)} against "
+                           f"{len(traced)}, first difference at op {at}); a first step creates the optimizer's state: "
+                           f"warm up at least one step")
+    for (piece, name), op in zip(traced, timed):
+        totals[category(piece, name)] += op.cpu_time_total
+        ops[name] += 1
 
 
 def train_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, a: torch.Tensor, u: torch.Tensor) -> None:
@@ -132,15 +161,17 @@ def build_setting(setting: str, optimizer_name: str, overrides: Iterable[str]) -
 def profile(setting: str, optimizer_name: str, steps: int, warmup: int, overrides: Iterable[str]) -> dict[str, Any]:
     """Per-step µs of each phase and of each optimizer category, and the optimizer's ATen ops per step."""
     net, optimizer, a, u = build_setting(setting, optimizer_name, overrides)
-    undo = instrument(optimizer)
-    try:
-        for _ in range(warmup):
+    cpu = [torch.profiler.ProfilerActivity.CPU]
+    for _ in range(warmup):
+        train_step(net, optimizer, a, u)
+    with torch.profiler.profile(activities=cpu) as prof:
+        for _ in range(steps):
             train_step(net, optimizer, a, u)
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-            for _ in range(steps):
-                train_step(net, optimizer, a, u)
-    finally:
-        undo()
+    with torch.profiler.profile(activities=cpu, with_stack=True) as tracer:
+        train_step(net, optimizer, a, u)
+    pieces = step_pieces(optimizer)
+    [traced_step] = [event for event in tracer.events() if event.name == "phase.optimizer"]
+    traced = [(piece, op.name) for piece, op in top_level_ops(traced_step, pieces)]
     phases: Counter = Counter()
     totals: Counter = Counter()
     ops: Counter = Counter()
@@ -148,7 +179,7 @@ def profile(setting: str, optimizer_name: str, steps: int, warmup: int, override
         if event.name in PHASES and event.cpu_parent is None:
             phases[event.name] += event.cpu_time_total
             if event.name == "phase.optimizer":
-                charge(event, None, totals, ops)
+                charge(event, traced, totals, ops)
     totals["Python and dispatch"] = phases["phase.optimizer"] - sum(totals.values())
     return {"phases": {k: v / steps for k, v in phases.items()}, "categories": {k: v / steps for k, v in totals.items()},
             "ops_per_step": sum(ops.values()) / steps, "matrices": matrix_count(optimizer)}
