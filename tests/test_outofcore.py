@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 import h5py
 import numpy as np
 import pytest
 import torch
 
+import opspec.data.batches as batches
 import opspec.data.canonical as canonical
 from opspec.data import CanonicalFile, OperatorDataset
 from opspec.data.batches import epoch_loader, epoch_windows
@@ -141,6 +144,26 @@ def test_corrupt_sample_read_in_a_worker_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(OpspecError, match=r"train/u contains NaN or inf \(first at sample 23\)") as err:
         list(epoch_loader(ds, 4, seed=0, epoch=1, num_workers=1))
     assert "\n" not in str(err.value)
+
+
+def _worker_niceness(loader) -> str:
+    """The os.nice increment the loader's reading worker asks for (os.nice raises it back as an OpspecError)."""
+    with pytest.raises(OpspecError, match=r"^nice -?\d+$") as err:
+        list(loader)
+    return str(err.value)
+
+
+def test_reading_workers_take_the_niceness_given(tmp_path, monkeypatch):
+    _write(tmp_path / "f.h5", rows=5, monkeypatch=monkeypatch)
+    ds = OperatorDataset(tmp_path / "f.h5", "train", in_memory=False)
+
+    def report(increment: int) -> int:
+        raise OpspecError(f"nice {increment}")
+
+    monkeypatch.setattr(os, "nice", report)  # the forked worker inherits it
+    assert _worker_niceness(epoch_loader(ds, 4, seed=0, epoch=1, num_workers=1)) == f"nice {batches.WORKER_NICENESS}"
+    assert _worker_niceness(epoch_loader(ds, 4, seed=0, epoch=1, num_workers=1, worker_niceness=3)) == "nice 3"
+    assert len(list(epoch_loader(ds, 4, seed=0, epoch=1, worker_niceness=3))) == 13  # no worker: os.nice is not called
 
 
 @pytest.mark.parametrize("num_workers", [0, 1])

@@ -138,14 +138,11 @@ def run_variant(args: argparse.Namespace) -> dict:
     """Train for args.steps steps in this process (opspec's Trainer, AdamW, identity normalizers: none
     is fitted, that would read the file); samples/s and peak RSS (MiB) as a dict."""
     from opspec.data import OperatorDataset, UnitGaussianNormalizer
-    from opspec.data import batches
     from opspec.training.config import load_config
     from opspec.training.runtime import keep_freed_memory
     from opspec.training.trainer import Trainer
 
     kept = False if args.no_keep_freed_memory else keep_freed_memory()
-    if args.worker_niceness is not None:
-        batches.WORKER_NICENESS = args.worker_niceness
     in_memory = args.variant == "in-memory"
     workers = 0 if in_memory else args.workers
     cfg = load_config(overrides=[
@@ -161,7 +158,8 @@ def run_variant(args: argparse.Namespace) -> dict:
     clock = StepClock(args.steps)
     with tempfile.TemporaryDirectory(prefix="bench_data_run_") as run_dir:
         trainer = Trainer(cfg, run_dir=run_dir, callbacks=[clock], datasets=(data, test),
-                          normalizers=(UnitGaussianNormalizer(1, 2), UnitGaussianNormalizer(1, 2)))
+                          normalizers=(UnitGaussianNormalizer(1, 2), UnitGaussianNormalizer(1, 2)),
+                          worker_niceness=args.worker_niceness)
         epoch = 0
         while not trainer.should_stop:  # epochs of steps only: no test error, no checkpoint
             epoch += 1

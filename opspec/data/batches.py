@@ -19,6 +19,7 @@ two per batch, and the trainer copies nothing per step.
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Iterator
 
 import numpy as np
@@ -67,7 +68,7 @@ class SharedBatches(Dataset):
         return a, u, n_global, weight
 
 
-WORKER_NICENESS = 10  # reading workers run at a lower priority than training (os.nice)
+WORKER_NICENESS = 10  # reading workers run at a lower priority than training (os.nice); the loaders' default
 WINDOW_BYTES = 64 * 2**20  # stored bytes of one out-of-core window (a worker holds one while it strides it)
 
 
@@ -104,10 +105,10 @@ class WindowShares(Dataset):
         return a, u, [(len(indices), n_global, weight) for indices, n_global, weight in shares]
 
 
-def _background(worker_id: int) -> None:
+def _background(niceness: int, worker_id: int) -> None:
     """A reading worker yields the CPU to the training process: it only has to stay a window ahead, and on a
     busy machine a worker taking a core from the model's threads stalls them at every parallel region."""
-    os.nice(WORKER_NICENESS)
+    os.nice(niceness)
 
 
 class WindowedLoader:
@@ -135,31 +136,35 @@ class WindowedLoader:
 
 
 def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
-                       rank: int = 0, world_size: int = 1, window_bytes: int | None = None) -> WindowedLoader:
+                       rank: int = 0, world_size: int = 1, window_bytes: int | None = None,
+                       worker_niceness: int | None = None) -> WindowedLoader:
     """This rank's shares of one epoch's global batches, read window by window (module docstring).
 
     With workers, worker w reads windows w, w + W, … with its own HDF5 handle and the DataLoader
-    hands them over in order, prefetch_factor windows ahead; memory stays at a few windows.
+    hands them over in order, prefetch_factor windows ahead; memory stays at a few windows. Each
+    worker lowers its priority by `worker_niceness` (os.nice; default WORKER_NICENESS).
     """
     dataset.warn_if_slow()
     sample_bytes = max(1, dataset.file.sample_bytes(dataset.split))
     window_bytes = WINDOW_BYTES if window_bytes is None else window_bytes
+    niceness = WORKER_NICENESS if worker_niceness is None else worker_niceness
     windows = epoch_windows(dataset.blocks(), batch_size, seed, epoch, max(batch_size, window_bytes // sample_bytes))
-    loader = DataLoader(WindowShares(dataset, windows, batch_size, rank, world_size), batch_size=None,
-                        shuffle=False, num_workers=num_workers, worker_init_fn=_background if num_workers else None)
+    loader = DataLoader(WindowShares(dataset, windows, batch_size, rank, world_size), batch_size=None, shuffle=False,
+                        num_workers=num_workers, worker_init_fn=partial(_background, niceness) if num_workers else None)
     return WindowedLoader(loader, sum(-(-len(w) // batch_size) for w in windows))
 
 
 def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
-                 rank: int = 0, world_size: int = 1) -> DataLoader | WindowedLoader:
+                 rank: int = 0, world_size: int = 1, worker_niceness: int | None = None) -> DataLoader | WindowedLoader:
     """This rank's share of one epoch's shuffled global batches of `batch_size` samples (a full batch: in file order).
 
     The order depends only on (seed, epoch). In memory, the dataset is indexed with a whole share
     at once (batch_size=None), so there is no per-sample collation; out of core, windows of
-    blocks are read ahead (out_of_core_loader).
+    blocks are read ahead (out_of_core_loader, whose workers take `worker_niceness`).
     """
     if not dataset.in_memory:
-        return out_of_core_loader(dataset, batch_size, seed, epoch, num_workers, rank, world_size)
+        return out_of_core_loader(dataset, batch_size, seed, epoch, num_workers, rank, world_size,
+                                  worker_niceness=worker_niceness)
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     # A full batch has no order to draw: it is summed in the file's order, the same every epoch, so
     # full-batch training is deterministic down to the loss's rounding (its runs are that sensitive).

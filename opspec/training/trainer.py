@@ -182,17 +182,20 @@ class Trainer:
         datasets: tuple[OperatorDataset, OperatorDataset] | None = None,
         normalizers: tuple[torch.nn.Module, torch.nn.Module] | None = None,
         validation: Validation | None = None,
+        worker_niceness: int | None = None,
     ) -> None:
         """`callbacks`: Callback objects, or functions f(trainer, record) called at each evaluated epoch's end.
         `sync_timing`: on CUDA, time optimizer.step between synchronizes (default: when train.log is on).
         `datasets`: (train, test) to use instead of the splits of `data.path` at `data.train_resolution`
         (tools); `normalizers`: (in, out) to use instead of fitting them on the training split;
-        `validation`: with `datasets`, the samples of their file to validate on (default: none)."""
+        `validation`: with `datasets`, the samples of their file to validate on (default: none);
+        `worker_niceness`: os.nice increment of out-of-core reading workers (default: batches.WORKER_NICENESS)."""
         self.cfg = cfg
         self.callbacks: list[Callback] = [FiniteCheck(), OptimizerTimer(), RunLog(), *map(as_callback, callbacks)]
         self.should_stop = False  # a callback sets it to end training after the current step
         self.global_step = 0
         self._datasets, self._normalizers, self._validation = datasets, normalizers, validation
+        self.worker_niceness = worker_niceness
         if validation is not None and datasets is None:
             raise ValueError("Trainer: `validation` goes with `datasets` (without them data.val_fraction decides)")
         self.notes: list[str] = []  # what a resume honoured or repaired (the CLI prints them)
@@ -480,7 +483,7 @@ class Trainer:
         """Epoch `epoch`'s batches of this rank: (a, u, n_global, weight), shuffled by (seed, epoch)."""
         cfg = self.cfg
         return epoch_loader(self.train_data, self.batch_size, cfg.seed, epoch, cfg.train.num_workers,
-                            self.ranks.rank, self.ranks.world_size)
+                            self.ranks.rank, self.ranks.world_size, self.worker_niceness)
 
     def train_epoch(self, epoch: int, bar: tqdm | None = None) -> dict[str, float]:
         """One pass over the training split by `step`: the record's training part (train_loss, lr, timing).
