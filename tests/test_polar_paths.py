@@ -114,6 +114,31 @@ def test_cpu_chunks_equal_the_whole_batch(dtype, path, shape):
     _check_against_svd(chunked, G, U, V, s, "quintic", 5, 2e-4)
 
 
+@pytest.mark.parametrize("dtype, path", [(torch.float32, None), (torch.complex64, "native"), (torch.complex64, "rowform")])
+def test_chunk_bytes_argument_takes_the_constants_place(monkeypatch, dtype, path):
+    """`_polar(..., chunk_bytes=k)` runs as CPU_CHUNK_BYTES = k would, bit for bit and in the same calls, whatever the
+    constant holds; a small k cuts the batch, None runs it whole, and the two agree to rounding."""
+    G = _reference_input((37, 8, 8), dtype, seed=3)[0].to(dtype)
+    small = 5 * 8 * 8 * G.element_size()  # 5 matrices a chunk in float32 compute, 37 = 7·5 + 2
+    newton_schulz, calls = P._newton_schulz, []
+
+    def counted(X, *args, **kwargs):
+        calls.append(len(X))
+        return newton_schulz(X, *args, **kwargs)
+
+    monkeypatch.setattr(P, "_newton_schulz", counted)
+    runs = {}
+    for constant, argument in [(small, P.UNSET), (None, small), (None, P.UNSET), (small, None)]:
+        monkeypatch.setattr(P, "CPU_CHUNK_BYTES", constant)
+        calls.clear()
+        runs[constant, argument] = P._polar(G, 5, "quintic", 1e-7, torch.float32, path, chunk_bytes=argument), list(calls)
+    (chunked, chunk_calls), (given, given_calls) = runs[small, P.UNSET], runs[None, small]
+    (whole, whole_calls), (unchunked, unchunked_calls) = runs[None, P.UNSET], runs[small, None]
+    assert chunk_calls == given_calls == [5] * 7 + [2] and torch.equal(given, chunked)
+    assert whole_calls == unchunked_calls == [37] and torch.equal(unchunked, whole)
+    torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+
+
 @pytest.mark.parametrize("path", ["native", "rowform"])
 @pytest.mark.parametrize("shape", [(4, 8, 8), (4, 12, 6)])
 def test_purely_imaginary_in_purely_imaginary_out(path, shape):

@@ -102,8 +102,8 @@ def test_no_tool_has_a_training_loop_of_its_own():
 
 # Issue 24: a tool changes nothing in opspec at run time; what it needs to vary is a parameter. These still
 # swap a module global or function until the library takes it as one (each entry goes once it does):
-# bench_optim: polar.CPU_CHUNK_BYTES; bench_spectral_power: spectral_power.CPU_CHUNK_BYTES and spectral_power.later_steps.
-PATCHES_LEFT = {"bench_optim", "bench_spectral_power"}
+# bench_spectral_power: spectral_power.CPU_CHUNK_BYTES and spectral_power.later_steps.
+PATCHES_LEFT = {"bench_spectral_power"}
 
 
 def _is_module(name: str) -> bool:

@@ -362,13 +362,7 @@ def case_complex_strategies(device: torch.device, repeats: int) -> list[str]:
         return ((X - ref).flatten(1).norm(dim=1) / ref.flatten(1).norm(dim=1)).max().item()
 
     def no_chunks(dtype: torch.dtype, path: str) -> Callable[[Tensor], Tensor]:
-        def run(G: Tensor) -> Tensor:
-            old, POLAR.CPU_CHUNK_BYTES = POLAR.CPU_CHUNK_BYTES, None
-            try:
-                return POLAR._polar(G, STEPS, "quintic", 1e-7, dtype, path)
-            finally:
-                POLAR.CPU_CHUNK_BYTES = old
-        return run
+        return lambda G: POLAR._polar(G, STEPS, "quintic", 1e-7, dtype, path, chunk_bytes=None)
 
     f32, bf16 = torch.float32, torch.bfloat16
     variants: dict[str, tuple[Callable[[Tensor], Tensor], torch.dtype]] = {

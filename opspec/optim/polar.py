@@ -33,11 +33,13 @@ On the CPU the batch runs in chunks of `CPU_CHUNK_BYTES` of iterate, so one step
 cache (on a 2-core AVX512-BF16 CPU, (576, 64, 64) complex64, 5 quintic steps: 1.3-1.4x faster than
 one call over the whole batch; tools/bench_optim.py, case 5). With several threads each chunk's
 matmul is a fork–join of all of them, so on a CPU shared with another busy process the chunks can
-wait out scheduler time slices; `CPU_CHUNK_BYTES = None` runs the batch whole.
+wait out scheduler time slices; `CPU_CHUNK_BYTES = None` (one call: `_polar`'s `chunk_bytes=None`)
+runs the batch whole.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 from typing import Sequence
 
@@ -78,6 +80,15 @@ COMPLEX_PATHS = ("native", "rowform")
 # the whole batch at once. 512 KiB (32 complex 64×64 matrices in bf16, 16 in float32) keeps a step's
 # operands within L2/L3; see tools/bench_optim.py, case 5.
 CPU_CHUNK_BYTES: int | None = 512 * 1024
+
+
+class Unset(enum.Enum):
+    """The type of UNSET: a `chunk_bytes` left at its module's CPU_CHUNK_BYTES, read when called (None: whole batch)."""
+
+    UNSET = "unset"
+
+
+UNSET = Unset.UNSET
 
 
 def frobenius_norms(X: Tensor) -> Tensor:
@@ -185,12 +196,13 @@ def _ns_complex_rowform(Z: Tensor, schedule: list[tuple[float, float, float]]) -
     return Z
 
 
-def _chunk_size(X: Tensor, dtype: torch.dtype) -> int:
-    """Matrices per Newton–Schulz call: on the CPU `CPU_CHUNK_BYTES` of iterate in the compute dtype, elsewhere the whole batch."""
-    if X.device.type != "cpu" or CPU_CHUNK_BYTES is None:
+def _chunk_size(X: Tensor, dtype: torch.dtype, chunk_bytes: int | None | Unset = UNSET) -> int:
+    """Matrices per Newton–Schulz call: on the CPU `chunk_bytes` of iterate in the compute dtype, else the whole batch."""
+    chunk_bytes = CPU_CHUNK_BYTES if chunk_bytes is UNSET else chunk_bytes
+    if X.device.type != "cpu" or chunk_bytes is None:
         return X.shape[0]
     per_matrix = X.shape[-2] * X.shape[-1] * (2 if X.is_complex() else 1) * torch.finfo(dtype).bits // 8
-    return max(1, CPU_CHUNK_BYTES // per_matrix)
+    return max(1, chunk_bytes // per_matrix)
 
 
 def _newton_schulz(X: Tensor, schedule: list[tuple[float, float, float]], dtype: torch.dtype, path: str,
@@ -236,8 +248,9 @@ def _polar(
     eps: float,
     compute_dtype: torch.dtype | None,
     path: str | None = None,
+    chunk_bytes: int | None | Unset = UNSET,
 ) -> Tensor:
-    """`polar` with the complex path forced (None: `complex_path(compute dtype)`); tests use it."""
+    """`polar` with the complex path (None: `complex_path(compute dtype)`) and CPU chunk bytes (`Unset`) chosen."""
     if G.ndim < 2:
         raise ValueError(f"polar: expected a batch of matrices (..., m, n), got shape {tuple(G.shape)}")
     schedule = coefficient_schedule(coefficients, steps)
@@ -251,7 +264,7 @@ def _polar(
     wide = m <= n
     if not wide:
         X = X.mH
-    chunk = _chunk_size(X, dtype)
+    chunk = _chunk_size(X, dtype, chunk_bytes)
     if chunk >= X.shape[0]:
         X = _newton_schulz(X, schedule, dtype, path)
     else:  # each chunk's result straight into its rows of one output (no concatenation)
