@@ -11,6 +11,7 @@ factors, whose rounding leaves singular values ~1e-8·σ_max that the Gram regul
 
 from __future__ import annotations
 
+import importlib
 import math
 import re
 
@@ -19,6 +20,8 @@ import pytest
 import torch
 
 from opspec.optim import spectral_power
+
+SP = importlib.import_module("opspec.optim.spectral_power")  # the module (the package's name is its function)
 
 TOL = {  # (compute precision, p) -> relative error allowed at κ ≤ 1e2
     **{(torch.float32, p): tol for p, tol in ((0.0, 1e-5), (0.25, 3e-3), (0.5, 1e-3), (1.0, 1e-12))},
@@ -160,6 +163,46 @@ def test_bad_arguments_raise():
         spectral_power(G, 0.5, eps=-1e-6)
     with pytest.raises(ValueError, match="compute_dtype"):
         spectral_power(G, 0.5, compute_dtype=torch.bfloat16)
+    with pytest.raises(ValueError, match="later steps"):
+        SP._spectral_power(G, 0.5, later=0)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.5])
+def test_later_steps_argument_takes_the_rules_place(monkeypatch, p):
+    """`later` sets the steps of runs 2–3 as the rule `later_steps` would, bit for bit; left out, it is the rule's."""
+    G = _sample((3, 16, 10), torch.complex64)
+    default = spectral_power(G, p)
+    assert torch.equal(SP._spectral_power(G, p), default)
+    assert torch.equal(SP._spectral_power(G, p, later=SP.later_steps(SP.DEFAULT_STEPS[torch.float32])), default)
+    eight = SP._spectral_power(G, p, later=8)
+    assert not torch.equal(eight, default)
+    monkeypatch.setattr(SP, "later_steps", lambda steps: 8)
+    assert torch.equal(spectral_power(G, p), eight)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.complex64])
+def test_chunk_bytes_argument_takes_the_constants_place(monkeypatch, dtype):
+    """`chunk_bytes=k` cuts the Gram route's batch as CPU_CHUNK_BYTES = k would, bit for bit and in the same calls,
+    whatever the constant holds; None runs it whole, and the two agree to rounding."""
+    G = _sample((37, 8, 8), dtype)
+    small = 5 * 8 * 8 * G.element_size()  # 5 matrices a chunk, 37 = 7·5 + 2
+    gram_power, calls = SP._gram_power, []
+
+    def counted(X, *args):
+        calls.append(len(X))
+        return gram_power(X, *args)
+
+    monkeypatch.setattr(SP, "_gram_power", counted)
+    runs = {}
+    for constant, argument in [(small, SP.UNSET), (None, small), (None, SP.UNSET), (small, None)]:
+        monkeypatch.setattr(SP, "CPU_CHUNK_BYTES", constant)
+        calls.clear()
+        runs[constant, argument] = SP._spectral_power(G, 0.5, chunk_bytes=argument), list(calls)
+    (chunked, chunk_calls), (given, given_calls) = runs[small, SP.UNSET], runs[None, small]
+    (whole, whole_calls), (unchunked, unchunked_calls) = runs[None, SP.UNSET], runs[small, None]
+    assert chunk_calls == given_calls == [5] * 7 + [2] and torch.equal(given, chunked)
+    assert whole_calls == unchunked_calls == [37] and torch.equal(unchunked, whole)
+    torch.testing.assert_close(chunked, whole, atol=1e-5, rtol=0)
 
 
 def test_identity_is_a_copy():

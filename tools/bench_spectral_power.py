@@ -132,19 +132,21 @@ def gram_route(eps: float, steps: int) -> Method:
     return run
 
 
-def inverse_first(eps: float, steps: int) -> Method:
-    """Ψ_{1/2}, Ψ_{1/4} with Â^(−1/4) = (Â^(−1/2))^(1/2) and Â^(−1/8) = (Â^(−1/4))^(1/2)."""
+def inverse_first(eps: float, steps: int, later: int | None = None) -> Method:
+    """Ψ_{1/2}, Ψ_{1/4} with Â^(−1/4) = (Â^(−1/2))^(1/2) and Â^(−1/8) = (Â^(−1/4))^(1/2); runs 2–3 take `later` steps."""
+    later = SP.later_steps(steps) if later is None else later
+
     def run(G: Tensor, p: float) -> Tensor:
         X, norm, wide = _tall_unit(G)
         A = X.mH @ X
         c = frobenius_norms(A)
         A_hat = A / c + eps * torch.eye(A.shape[-1], dtype=A.dtype)
         _, R1 = SP._sqrt_pair(A_hat, steps)
-        R2, _ = SP._sqrt_pair(R1, SP.later_steps(steps))
+        R2, _ = SP._sqrt_pair(R1, later)
         if p == 0.5:
             out = (X @ R2) * c.pow(-0.25)
         else:
-            R3, _ = SP._sqrt_pair(R2, SP.later_steps(steps))
+            R3, _ = SP._sqrt_pair(R2, later)
             out = (X @ R2 @ R3) * c.pow(-0.375)
         return _restore(out, norm, p, wide)
     return run
@@ -173,20 +175,8 @@ def polar_route(eps: float, steps: int, polar_steps: int = SP.DEFAULT_POLAR_STEP
 
 
 def shipped(**kwargs) -> Method:
-    return lambda G, p: spectral_power(G, p, **kwargs)
-
-
-class later_steps_as:
-    """Context: runs 2 and 3 of the chain take `rule(steps)` steps instead of `later_steps(steps)`."""
-
-    def __init__(self, rule: Callable[[int], int]):
-        self.rule = rule
-
-    def __enter__(self):
-        self.saved, SP.later_steps = SP.later_steps, self.rule
-
-    def __exit__(self, *exc):
-        SP.later_steps = self.saved
+    """`spectral_power` with these keywords (also `_spectral_power`'s: `later` steps of runs 2–3, `chunk_bytes`)."""
+    return lambda G, p: SP._spectral_power(G, p, **kwargs)
 
 
 def finite_on_low_rank(method: Method, real: torch.dtype = torch.float32, ps: tuple[float, ...] = (0.25, 0.5)) -> str:
@@ -253,20 +243,13 @@ def table_cases(suite: Suite) -> list[str]:
 
 def table_design(suite: Suite) -> list[str]:
     eps, steps = SP.DEFAULT_EPS[torch.float32], SP.DEFAULT_STEPS[torch.float32]
-
-    def with_later(method: Callable[[], Method], rule: Callable[[int], int]) -> Callable[[float, float], float]:
-        def err(p: float, k: float) -> float:
-            with later_steps_as(rule):
-                return suite.error(method(), p, k)
-        return err
-
     columns: list[tuple[str, Callable[[float, float], float]]] = [
         (f"default (runs 2–3: {SP.later_steps(steps)} steps)", lambda p, k: suite.error(shipped(), p, k)),
-        (f"runs 2–3: {steps} steps", with_later(shipped, lambda s: s)),
-        ("runs 2–3: 8 steps", with_later(shipped, lambda s: 8)),
+        (f"runs 2–3: {steps} steps", lambda p, k: suite.error(shipped(later=steps), p, k)),
+        ("runs 2–3: 8 steps", lambda p, k: suite.error(shipped(later=8), p, k)),
         (f"inverse root first (runs 2–3: {SP.later_steps(steps)} steps)",
          lambda p, k: suite.error(inverse_first(eps, steps), p, k)),
-        ("inverse root first, runs 2–3: 8 steps", with_later(lambda: inverse_first(eps, steps), lambda s: 8)),
+        ("inverse root first, runs 2–3: 8 steps", lambda p, k: suite.error(inverse_first(eps, steps, later=8), p, k)),
         (f"Q·(QᴴX)^p, eps {eps:.0e}, {steps} steps", lambda p, k: suite.error(polar_route(eps, steps), p, k)),
     ]
     rows = [[P_NAME[p], kappa_name(k)] + [f"{f(p, k):.1e}" for _, f in columns] for p in (0.5, 0.25) for k in KAPPAS]
@@ -307,7 +290,7 @@ def table_time(repeats: int) -> list[str]:
         f"p = 1/2, {steps} + {SP.later_steps(steps)} steps": lambda: spectral_power(G, 0.5),
         f"p = 1/4, {steps} + 2×{SP.later_steps(steps)} steps": lambda: spectral_power(G, 0.25),
         f"p = 1/2, 16 + {SP.later_steps(16)} steps": lambda: spectral_power(G, 0.5, steps=16),
-        "p = 1/2, whole batch (no chunks)": lambda: _unchunked(lambda: spectral_power(G, 0.5)),
+        "p = 1/2, whole batch (no chunks)": lambda: SP._spectral_power(G, 0.5, chunk_bytes=None),
         f"p = 1/2, Q·(QᴴX)^p ({SP.DEFAULT_POLAR_STEPS} + {steps} steps)": lambda: polar_route(eps, steps)(G, 0.5),
         "torch.linalg.svd (complex64), for scale": lambda: torch.linalg.svd(G, full_matrices=False),
     }
@@ -323,14 +306,6 @@ def table_time(repeats: int) -> list[str]:
     rows = [[name, f"{1e3 * statistics.median(ts):.0f}", f"{1e3 * min(ts):.0f}–{1e3 * max(ts):.0f}"]
             for name, ts in times.items()]
     return table(["576 complex64 64×64", "ms per call (median)", "range"], rows)
-
-
-def _unchunked(fn: Callable[[], object]) -> object:
-    saved, SP.CPU_CHUNK_BYTES = SP.CPU_CHUNK_BYTES, None
-    try:
-        return fn()
-    finally:
-        SP.CPU_CHUNK_BYTES = saved
 
 
 def main() -> None:

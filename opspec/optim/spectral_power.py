@@ -58,7 +58,7 @@ import math
 import torch
 from torch import Tensor
 
-from opspec.optim.polar import COMPLEX_OF, Coefficients, frobenius_norms, polar
+from opspec.optim.polar import COMPLEX_OF, UNSET, Coefficients, Unset, frobenius_norms, polar
 
 # Defaults per compute dtype, from tools/bench_spectral_power.py (docs/spectral_power.md). eps:
 # float32, the smallest of the grid that kept rank-deficient input finite (1e-7 did not, at ~17x
@@ -109,30 +109,33 @@ def _sqrt_pair(B: Tensor, steps: int) -> tuple[Tensor, Tensor]:
     return Y * root, Z / root
 
 
-def _gram_power(X: Tensor, p: float, steps: int, eps: float) -> Tensor:
+def _gram_power(X: Tensor, p: float, steps: int, eps: float, later: int | None = None) -> Tensor:
     """Ψ_p(X), p in {0, 1/4, 1/2}, of a batch X (B, m, n), m ≥ n, through the Gram matrix A = XᴴX.
 
-    (`spectral_power` takes p = 0 to `polar` instead; the benchmark compares the two.)
+    Runs 2 and 3 take `later` steps (default `later_steps(steps)`). (`spectral_power` takes p = 0 to
+    `polar` instead; the benchmark compares the two.)
     """
+    later = later_steps(steps) if later is None else later
     A = X.mH @ X
     c = frobenius_norms(A).clamp_min(torch.finfo(A.real.dtype).tiny)
     A_hat = A / c + eps * torch.eye(A.shape[-1], dtype=A.dtype, device=A.device)
     S1, R1 = _sqrt_pair(A_hat, steps)  # Â^(1/2), Â^(−1/2)
     if p == 0.0:
         return (X @ R1) * c.pow(-0.5)  # X A^(−1/2)
-    S2, R2 = _sqrt_pair(S1, later_steps(steps))  # Â^(1/4), Â^(−1/4)
+    S2, R2 = _sqrt_pair(S1, later)  # Â^(1/4), Â^(−1/4)
     if p == 0.5:
         return (X @ R2) * c.pow(-0.25)  # X A^(−1/4) = X Â^(−1/4) ‖A‖_F^(−1/4)
-    _, R3 = _sqrt_pair(S2, later_steps(steps))  # Â^(−1/8)
+    _, R3 = _sqrt_pair(S2, later)  # Â^(−1/8)
     return (X @ R2 @ R3) * c.pow(-0.375)  # X A^(−3/8)
 
 
-def _chunks(X: Tensor) -> list[Tensor]:
-    """The batch split so one chunk's n × n operands fit `CPU_CHUNK_BYTES` (one-thread CPU only)."""
-    if X.is_cuda or CPU_CHUNK_BYTES is None or torch.get_num_threads() > 1:
+def _chunks(X: Tensor, chunk_bytes: int | None | Unset = UNSET) -> list[Tensor]:
+    """The batch split so one chunk's n × n operands fit `chunk_bytes` (UNSET: CPU_CHUNK_BYTES; one-thread CPU only)."""
+    chunk_bytes = CPU_CHUNK_BYTES if chunk_bytes is UNSET else chunk_bytes
+    if X.is_cuda or chunk_bytes is None or torch.get_num_threads() > 1:
         return [X]
     n = X.shape[-1]
-    return list(X.split(max(1, CPU_CHUNK_BYTES // (n * n * X.element_size()))))
+    return list(X.split(max(1, chunk_bytes // (n * n * X.element_size()))))
 
 
 def _check_power(p: float) -> float:
@@ -164,11 +167,28 @@ def spectral_power(
     a smaller eps needs more steps). `compute_dtype`: float32 (default) or float64 (default for
     float64/complex128 input); lower precisions are refused, since the Gram route squares κ.
     """
+    return _spectral_power(G, p, steps=steps, eps=eps, compute_dtype=compute_dtype, coefficients=coefficients)
+
+
+def _spectral_power(
+    G: Tensor,
+    p: float,
+    *,
+    steps: int | None = None,
+    eps: float | None = None,
+    compute_dtype: torch.dtype | None = None,
+    coefficients: str | Coefficients | None = None,
+    later: int | None = None,
+    chunk_bytes: int | None | Unset = UNSET,
+) -> Tensor:
+    """`spectral_power` with the Gram route's runs 2–3 steps (`_gram_power`) and CPU chunk bytes (`_chunks`) chosen."""
     p = _check_power(p)
     if G.ndim < 2:
         raise ValueError(f"spectral_power: expected a batch of matrices (..., m, n), got shape {tuple(G.shape)}")
     if steps is not None and steps < 1:
         raise ValueError(f"spectral_power: steps must be at least 1, got {steps}")
+    if later is not None and later < 1:
+        raise ValueError(f"spectral_power: later steps must be at least 1, got {later}")
     if eps is not None and eps < 0:
         raise ValueError(f"spectral_power: eps must be ≥ 0, got {eps}")
     if p == 1.0:
@@ -186,7 +206,7 @@ def spectral_power(
         out = polar(X, steps=steps or DEFAULT_POLAR_STEPS, coefficients=coefficients or POLAR_COEFFICIENTS, compute_dtype=dtype)
     else:
         steps, eps = steps or DEFAULT_STEPS[dtype], DEFAULT_EPS[dtype] if eps is None else eps
-        out = torch.cat([_gram_power(x, p, steps, eps) for x in _chunks(X)])
+        out = torch.cat([_gram_power(x, p, steps, eps, later) for x in _chunks(X, chunk_bytes)])
         out = out * (a.pow(p) * r.pow(p))  # Ψ_p(G) = ‖G‖_F^p Ψ_p(G / ‖G‖_F)
     if wide:
         out = out.mH
