@@ -17,9 +17,9 @@ A curve's `seconds` are those inside the Trainer's step: zeroing the gradients, 
 backward, the finiteness check, the optimizer's update and the (constant) schedule's step; not the
 batch gather, evaluation or checkpoints (the JSON files written before the Trainer ran these runs
 timed `optimizer.step(closure)`: the same work without the finiteness check and the schedule's step).
-The Trainer shuffles the full batch's sample order each epoch (the old loop kept the file's order):
-the same loss and gradient up to float summation order, which 1000 iterations amplify into visibly
-different final errors (docs/RESULTS.md, Claim 3, "On the Trainer").
+A full batch comes in the file's order every epoch, as in the old loop: 1000 iterations amplify a
+change of float summation order into visibly different final errors (docs/RESULTS.md, Claim 3,
+"On the Trainer"); SpecMuon also reads the loss value, which the Trainer forms as Σ·(1/n).
 Stages: (1) each optimizer's LR on a ×3 grid (extended while the best is at an edge);
 (2) SpecMuon's constants C, k, ξ one at a time from the defaults at its best LR, then its LR again at
 the best constants; (3) `--seeds` seeds at Muon's and SpecMuon's selections, `--baseline-seeds` at
