@@ -6,7 +6,9 @@ batch is split into contiguous shares, one per rank; a rank whose share is empty
 smaller than the number of ranks) gets the batch's first sample with weight 0, so every rank runs
 a forward and backward pass and the weighted sum over ranks is still the global batch's.
 
-An in-memory dataset is shuffled sample by sample (torch's RandomSampler). An out-of-core one is
+An in-memory dataset is shuffled sample by sample (torch's RandomSampler), except a full batch,
+which comes in file order every epoch (full-batch training is then deterministic to the last bit
+of its loss; SequentialSampler). An out-of-core one (full batches included) is
 read in windows (docs/data.md): the stored blocks (chunks) are put in a random order, cut into
 windows of about WINDOW_BYTES that hold a whole number of global batches, and each window's
 samples are shuffled among themselves. One DataLoader item is one window: a worker reads this
@@ -156,7 +158,8 @@ def out_of_core_loader(dataset: OperatorDataset, batch_size: int, seed: int, epo
 
 def epoch_loader(dataset: OperatorDataset, batch_size: int, seed: int, epoch: int, num_workers: int = 0,
                  rank: int = 0, world_size: int = 1, worker_niceness: int | None = None) -> DataLoader | WindowedLoader:
-    """This rank's share of one epoch's shuffled global batches of `batch_size` samples (a full batch: in file order).
+    """This rank's share of one epoch's shuffled global batches of `batch_size` samples (in memory, a full
+    batch comes in file order).
 
     The order depends only on (seed, epoch). In memory, the dataset is indexed with a whole share
     at once (batch_size=None), so there is no per-sample collation; out of core, windows of

@@ -480,7 +480,8 @@ class Trainer:
         return info.loss
 
     def batches(self, epoch: int) -> Any:
-        """Epoch `epoch`'s batches of this rank: (a, u, n_global, weight), shuffled by (seed, epoch)."""
+        """Epoch `epoch`'s batches of this rank: (a, u, n_global, weight), shuffled by (seed, epoch)
+        (in memory, a full batch in file order: `epoch_loader`)."""
         cfg = self.cfg
         return epoch_loader(self.train_data, self.batch_size, cfg.seed, epoch, cfg.train.num_workers,
                             self.ranks.rank, self.ranks.world_size, self.worker_niceness)
