@@ -12,7 +12,6 @@ from torch import nn
 from opspec.core.errors import OpspecError
 from opspec.optim import build_optimizer
 from opspec.optim.rsav import ENERGY_KEY, LossEMA
-from opspec.optim.specmuon import SpecMuon
 from opspec.training.checkpoint import load_checkpoint
 from opspec.training.config import batch_samples, load_config
 from opspec.training.metrics import relative_l2
